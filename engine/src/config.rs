@@ -1,0 +1,52 @@
+//! Per-partition storage configuration. Durability is an explicit, named choice
+//! ([`FlushPolicy`]), never a side effect of other settings.
+
+/// When appended data is made durable (fdatasync'ed) relative to the produce acknowledgement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Write and fdatasync before `wait_durable` resolves; the high watermark only covers
+    /// fdatasync'ed data. The default.
+    #[default]
+    Durable,
+    /// Write and fdatasync at most `interval_ms` after data becomes dirty; acknowledge at once.
+    Interval { interval_ms: u64 },
+    /// Write as soon as possible, never fdatasync (except on close); acknowledge at once.
+    Never,
+}
+
+/// Kafka's `message.max.bytes` default: 1 MiB plus the 12-byte log overhead.
+pub const MAX_BATCH_BYTES_DEFAULT: usize = 1024 * 1024 + 12;
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Roll when the active segment would exceed this many bytes.
+    pub segment_bytes: u64,
+    /// Roll on append when the active segment is older than this.
+    pub segment_ms: u64,
+    /// -1 = unlimited; delete oldest closed segments while the total is larger.
+    pub retention_bytes: i64,
+    /// -1 = unlimited; delete closed segments whose max timestamp is older than this.
+    pub retention_ms: i64,
+    /// Bytes of log between two sparse offset index entries.
+    pub index_interval_bytes: u32,
+    pub flush: FlushPolicy,
+    /// Recent bytes kept in memory for fetch (unwritten data is always kept on top of this).
+    pub tail_cache_bytes: usize,
+    /// A single batch larger than this is refused with MessageTooLarge.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            flush: FlushPolicy::Durable,
+            tail_cache_bytes: 8 << 20,
+            max_batch_bytes: MAX_BATCH_BYTES_DEFAULT,
+        }
+    }
+}

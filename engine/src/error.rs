@@ -1,0 +1,99 @@
+//! Error types of the engine, one per API family, each mapping to the Kafka error code the
+//! request handler must answer with. Errors carry enough context to be logged as they are.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why a produce append was refused. Nothing was appended when this is returned.
+#[derive(thiserror::Error, Debug)]
+pub enum AppendError {
+    /// Bad CRC32C, inconsistent lengths, truncated batch, empty records.
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    /// Magic byte other than 2 (message format v0/v1 or garbage).
+    #[error("unsupported record batch magic {0}")]
+    UnsupportedForMessageFormat(i8),
+    /// One batch is bigger than `LogConfig::max_batch_bytes`.
+    #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
+    MessageTooLarge { size: usize, max: usize },
+    /// Header fields that contradict each other (e.g. record count vs last offset delta).
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(String),
+    /// The partition cannot write (earlier I/O failure, or closed).
+    #[error("partition storage failure: {0}")]
+    Storage(#[source] io::Error),
+}
+
+impl AppendError {
+    /// The Kafka error code for a produce response.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            AppendError::CorruptMessage(_) => 2,
+            AppendError::UnsupportedForMessageFormat(_) => 43,
+            AppendError::MessageTooLarge { .. } => 10,
+            AppendError::InvalidRecord(_) => 87,
+            AppendError::Storage(_) => 56,
+        }
+    }
+}
+
+/// Why a fetch / list-offsets read failed.
+#[derive(thiserror::Error, Debug)]
+pub enum ReadError {
+    #[error("offset {offset} is outside [{log_start}, {hw}]")]
+    OffsetOutOfRange { offset: i64, log_start: i64, hw: i64 },
+    #[error("partition read failure: {0}")]
+    Storage(#[source] io::Error),
+}
+
+impl ReadError {
+    /// The Kafka error code for a fetch / list-offsets response.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            ReadError::OffsetOutOfRange { .. } => 1,
+            ReadError::Storage(_) => 56,
+        }
+    }
+}
+
+/// Lifecycle failures: opening, recovering, deleting partitions.
+#[derive(thiserror::Error, Debug)]
+pub enum EngineError {
+    #[error("{context} ({path}): {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl EngineError {
+    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        EngineError::Io {
+            context,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Copy for the callers that joined a shared (single-flight) open; `io::Error` is not `Clone`.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            EngineError::Io {
+                context,
+                path,
+                source,
+            } => EngineError::Io {
+                context,
+                path: path.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+        }
+    }
+}
+
+/// Context-free copy of an `io::Error`, for errors that must be reported to several waiters.
+pub(crate) fn copy_io_error(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
+}

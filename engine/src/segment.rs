@@ -1,0 +1,215 @@
+//! One segment: a preallocated O_DIRECT log file `<base offset, 20 digits>.log` plus its
+//! in-memory offset and time indexes (persisted as `.index` / `.timeindex` when the segment is
+//! closed). The logical length (`size`) is kept here, never derived from the file length:
+//! the file is preallocated in large steps, and recovery finds the end by scanning.
+//!
+//! The file is created lazily by the group commit (append is synchronous and cannot open
+//! files); until then every byte of the segment lives in the tail cache.
+
+use crate::batch::BatchHeader;
+use crate::index::{OffsetIndex, TimeIndex};
+use glommio::io::{DmaFile, OpenOptions};
+use std::cell::RefCell;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Preallocation step: growing a file costs a journal commit per fdatasync, so grow rarely.
+pub const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
+/// Index positions are u32 and Kafka's segment.bytes is an int: a segment never exceeds this.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log"))
+}
+
+pub fn index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.index"))
+}
+
+pub fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.timeindex"))
+}
+
+pub fn align_up(v: u64, align: u64) -> u64 {
+    v.div_ceil(align) * align
+}
+
+pub fn align_down(v: u64, align: u64) -> u64 {
+    v / align * align
+}
+
+#[derive(Default)]
+pub struct SegmentState {
+    /// Logical bytes appended (including those still only in the tail).
+    pub size: u64,
+    /// Bytes written to the file: a prefix of `size`.
+    pub written: u64,
+    /// Current (preallocated) file length.
+    pub allocated: u64,
+    /// Offset after the last appended batch.
+    pub next_offset: i64,
+    /// Offset after the last written batch.
+    pub written_offset: i64,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    pub bytes_since_index: u64,
+    /// When the segment got its first batch (segment_ms rolls).
+    pub created_ms: Option<i64>,
+    /// Rolled: no more appends.
+    pub closed: bool,
+    /// Closed, fully written, trimmed to size and indexes persisted.
+    pub finalized: bool,
+    /// Bytes of the last, partially written block: rewritten with the next flush because
+    /// O_DIRECT writes whole blocks.
+    pub partial_block: Vec<u8>,
+}
+
+impl SegmentState {
+    /// Account one batch stored at `position`: sizes, offsets, sparse index, time index.
+    pub fn account_batch(&mut self, base: i64, position: u64, h: &BatchHeader, interval: u32, now_ms: i64) {
+        assert_eq!(h.base_offset, self.next_offset, "offsets must be contiguous");
+        assert_eq!(position, self.size, "batches must be contiguous in the file");
+        let relative = u32::try_from(h.base_offset - base).expect("relative offset fits u32");
+        let pos = u32::try_from(position).expect("segment position fits u32");
+        let due = self.index.is_empty() || self.bytes_since_index >= u64::from(interval);
+        if due && self.index.last().is_none_or(|(_, p)| pos > p) {
+            self.index.push(relative, pos);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.total_bytes as u64;
+        self.time_index.observe(h.max_timestamp, relative);
+        self.created_ms.get_or_insert(now_ms);
+        self.size = position + h.total_bytes as u64;
+        self.next_offset = h.last_offset() + 1;
+    }
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    dir: PathBuf,
+    file: RefCell<Option<Rc<DmaFile>>>,
+    pub state: RefCell<SegmentState>,
+}
+
+impl Segment {
+    pub fn new(dir: &Path, base_offset: i64) -> Segment {
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            file: RefCell::new(None),
+            state: RefCell::new(SegmentState {
+                next_offset: base_offset,
+                written_offset: base_offset,
+                ..SegmentState::default()
+            }),
+        }
+    }
+
+    pub fn file(&self) -> Option<Rc<DmaFile>> {
+        self.file.borrow().clone()
+    }
+
+    pub fn set_file(&self, file: Rc<DmaFile>) {
+        *self.file.borrow_mut() = Some(file);
+    }
+
+    pub fn take_file(&self) -> Option<Rc<DmaFile>> {
+        self.file.borrow_mut().take()
+    }
+
+    /// The log file, created (empty) on first use.
+    pub async fn ensure_file(&self) -> io::Result<Rc<DmaFile>> {
+        if let Some(f) = self.file() {
+            return Ok(f);
+        }
+        let f = Rc::new(open_rw(&log_path(&self.dir, self.base_offset)).await?);
+        self.set_file(f.clone());
+        Ok(f)
+    }
+
+    /// Write `.index` and `.timeindex` (temp file + rename, so a crash leaves old or new).
+    pub async fn persist_indexes(&self) -> io::Result<()> {
+        let (index, time_index) = {
+            let st = self.state.borrow();
+            (st.index.encode(), st.time_index.encode())
+        };
+        write_file_atomic(&index_path(&self.dir, self.base_offset), &index).await?;
+        write_file_atomic(&time_index_path(&self.dir, self.base_offset), &time_index).await
+    }
+
+    /// Remove the segment's files (retention / recovery truncation).
+    pub async fn delete_files(&self) -> io::Result<()> {
+        if let Some(f) = self.take_file() {
+            // Readers may still hold the file; the fd closes with the last reference.
+            let _ = f.close_rc().await?;
+        }
+        for path in [
+            log_path(&self.dir, self.base_offset),
+            index_path(&self.dir, self.base_offset),
+            time_index_path(&self.dir, self.base_offset),
+        ] {
+            match glommio::io::remove(&path).await {
+                Ok(()) => {}
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    if e.kind() != io::ErrorKind::NotFound {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub async fn open_rw(path: &Path) -> io::Result<DmaFile> {
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .dma_open(path)
+        .await?)
+}
+
+/// Write a small file through O_DIRECT: padded to the block size, then trimmed to `bytes.len()`.
+async fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let file = DmaFile::create(&tmp).await?;
+    if !bytes.is_empty() {
+        let align = file.alignment();
+        let mut buf = file.alloc_dma_buffer(align_up(bytes.len() as u64, align) as usize);
+        let dst = buf.as_bytes_mut();
+        dst[..bytes.len()].copy_from_slice(bytes);
+        dst[bytes.len()..].fill(0);
+        file.write_at(buf, 0).await?;
+        file.truncate(bytes.len() as u64).await?;
+    }
+    file.fdatasync().await?;
+    file.close().await?;
+    glommio::io::rename(&tmp, path).await?;
+    Ok(())
+}
+
+/// Whole content of a small file; `None` if it does not exist.
+pub async fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = match DmaFile::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            let e = io::Error::from(e);
+            return if e.kind() == io::ErrorKind::NotFound {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+    };
+    let len = file.file_size().await? as usize;
+    let out = if len == 0 {
+        Vec::new()
+    } else {
+        file.read_at(0, len).await?.to_vec()
+    };
+    file.close().await?;
+    Ok(Some(out))
+}

@@ -1,0 +1,155 @@
+//! In-memory tail of the log: every batch not yet written to its segment file, plus the most
+//! recent written ones up to `tail_cache_bytes`, so fetches of fresh data never touch the disk
+//! and the group commit copies dirty bytes from here into its DMA buffer.
+//!
+//! Each produce request is copied once into one buffer (`chunk`); its batches are slices of it.
+//! A read whose batches all come from one chunk is answered with a zero-copy slice.
+
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+
+pub struct TailEntry {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Base offset of the segment that holds this batch.
+    pub segment_base: i64,
+    /// Byte position of the batch inside its segment file.
+    pub position: u64,
+    /// The whole produce request buffer this batch is a slice of.
+    pub chunk: Bytes,
+    pub start: usize,
+    pub len: usize,
+}
+
+impl TailEntry {
+    pub fn bytes(&self) -> &[u8] {
+        &self.chunk[self.start..self.start + self.len]
+    }
+}
+
+#[derive(Default)]
+pub struct Tail {
+    entries: VecDeque<TailEntry>,
+    bytes: usize,
+}
+
+impl Tail {
+    pub fn push(&mut self, entry: TailEntry) {
+        if let Some(last) = self.entries.back() {
+            assert_eq!(entry.base_offset, last.last_offset + 1, "tail offsets contiguous");
+        }
+        self.bytes += entry.len;
+        self.entries.push_back(entry);
+    }
+
+    pub fn first_offset(&self) -> Option<i64> {
+        self.entries.front().map(|e| e.base_offset)
+    }
+
+    /// Index of the entry containing `offset` (or the first one after it).
+    pub fn find(&self, offset: i64) -> usize {
+        self.entries.partition_point(|e| e.last_offset < offset)
+    }
+
+    pub fn get(&self, i: usize) -> Option<&TailEntry> {
+        self.entries.get(i)
+    }
+
+    /// Drop written entries from the front while the cache is over budget.
+    /// `written_offset`: every batch below it is in its segment file.
+    pub fn evict(&mut self, budget_bytes: usize, written_offset: i64) {
+        while self.bytes > budget_bytes {
+            match self.entries.front() {
+                Some(e) if e.last_offset < written_offset => {
+                    self.bytes -= e.len;
+                    self.entries.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Drop entries below `log_start` (retention deleted their segments).
+    pub fn drop_before(&mut self, log_start: i64) {
+        while let Some(e) = self.entries.front() {
+            if e.last_offset >= log_start {
+                break;
+            }
+            self.bytes -= e.len;
+            self.entries.pop_front();
+        }
+    }
+
+    /// Whole batches from the one containing `offset`, stopping before `end_offset` and at
+    /// `max_bytes` (the first batch always whole). `None` if the tail does not reach back to
+    /// `offset`.
+    pub fn read(&self, offset: i64, end_offset: i64, max_bytes: usize) -> Option<Bytes> {
+        if self.first_offset()? > offset {
+            return None;
+        }
+        let first = self.find(offset);
+        let mut last = first;
+        let mut total = 0usize;
+        let mut single_chunk = true;
+        for e in self.entries.range(first..) {
+            if e.base_offset >= end_offset || (total > 0 && total + e.len > max_bytes) {
+                break;
+            }
+            if last > first {
+                let prev = &self.entries[last - 1];
+                single_chunk &= prev.chunk.as_ptr() == e.chunk.as_ptr()
+                    && prev.start + prev.len == e.start;
+            }
+            total += e.len;
+            last += 1;
+        }
+        if last == first {
+            return Some(Bytes::new());
+        }
+        let head = &self.entries[first];
+        if single_chunk {
+            return Some(head.chunk.slice(head.start..head.start + total));
+        }
+        let mut out = BytesMut::with_capacity(total);
+        for e in self.entries.range(first..last) {
+            out.extend_from_slice(e.bytes());
+        }
+        Some(out.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(chunk: &Bytes, base: i64, start: usize, len: usize) -> TailEntry {
+        TailEntry {
+            base_offset: base,
+            last_offset: base,
+            segment_base: 0,
+            position: start as u64,
+            chunk: chunk.clone(),
+            start,
+            len,
+        }
+    }
+
+    #[test]
+    fn reads_whole_entries_and_evicts_only_written() {
+        let a = Bytes::from(vec![1u8; 30]);
+        let b = Bytes::from(vec![2u8; 10]);
+        let mut t = Tail::default();
+        t.push(entry(&a, 0, 0, 10));
+        t.push(entry(&a, 1, 10, 20));
+        t.push(entry(&b, 2, 0, 10));
+        let r = t.read(1, 3, 25).unwrap();
+        assert_eq!(r.len(), 20);
+        assert_eq!(r.as_ptr(), a[10..].as_ptr(), "single chunk read is zero-copy");
+        assert_eq!(t.read(0, 3, 5).unwrap().len(), 10, "first batch always whole");
+        assert_eq!(t.read(0, 3, 1000).unwrap().len(), 40);
+        assert_eq!(t.read(0, 1, 1000).unwrap().len(), 10, "stops at end offset");
+        t.evict(0, 1);
+        assert_eq!(t.first_offset(), Some(1));
+        assert!(t.read(0, 3, 100).is_none());
+    }
+}

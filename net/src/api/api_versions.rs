@@ -1,0 +1,30 @@
+//! ApiVersions: advertises exactly [`SUPPORTED_APIS`](super::SUPPORTED_APIS).
+
+use bytes::{BufMut, Bytes};
+use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+
+use crate::codes;
+use crate::frame::{begin_response, finish_response};
+
+pub fn answer() -> ApiVersionsResponse {
+    let api_keys = super::SUPPORTED_APIS
+        .iter()
+        .map(|(key, min, max)| ApiVersion::default().with_api_key(*key as i16).with_min_version(*min).with_max_version(*max))
+        .collect();
+    ApiVersionsResponse::default().with_error_code(codes::NONE).with_api_keys(api_keys)
+}
+
+/// KIP-511: a request above our highest ApiVersions version is answered in the v0 format with
+/// UNSUPPORTED_VERSION and our ranges, so the client can retry at a version we speak.
+pub fn unsupported_version_answer(correlation_id: i32) -> Option<Bytes> {
+    let apis = super::SUPPORTED_APIS;
+    let mut out = begin_response(correlation_id, 6 + apis.len() * 6);
+    out.put_i16(codes::UNSUPPORTED_VERSION);
+    out.put_i32(apis.len() as i32);
+    for (key, min, max) in apis {
+        out.put_i16(*key as i16);
+        out.put_i16(*min);
+        out.put_i16(*max);
+    }
+    Some(finish_response(out))
+}

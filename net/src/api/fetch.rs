@@ -1,0 +1,197 @@
+//! Fetch: reads every requested partition on its owner shard in parallel, applies the response size limits the way
+//! Kafka does, and long-polls — woken by an append on any of the partitions, never by polling — until `min_bytes`
+//! are there or `max_wait_ms` has passed.
+//!
+//! Limits (KIP-74): each partition gives whole batches up to `partition_max_bytes`; the response stops at
+//! `max_bytes`, except that the first non-empty partition always yields at least its first whole batch, so a
+//! consumer can never be stuck behind a batch larger than its limits.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::{join_all, select_all};
+use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, TopicName};
+
+use crate::codes;
+use crate::context::ShardContext;
+use crate::partition_ops::{PartitionOp, PartitionReply, PartitionRequest};
+use crate::route;
+
+/// Longest long-poll pinlog honours, whatever the client asks.
+const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
+
+struct Wanted {
+    topic: TopicName,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+struct Got {
+    error_code: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchResponse {
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes > 0 { request.max_bytes as usize } else { usize::MAX };
+    let wanted: Vec<Wanted> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Wanted {
+                topic: t.topic.clone(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
+            })
+        })
+        .collect();
+    loop {
+        let mut got = read_all(&ctx, &wanted).await;
+        apply_response_limit(&mut got, max_bytes);
+        let bytes: usize = got.iter().map(|g| g.records.len()).sum();
+        let failed = got.iter().any(|g| g.error_code != codes::NONE);
+        let now = Instant::now();
+        if bytes >= min_bytes || failed || now >= deadline || wanted.is_empty() {
+            return response(wanted, got);
+        }
+        wait_for_any(&ctx, &wanted, &got, deadline - now).await;
+    }
+}
+
+async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted]) -> Vec<Got> {
+    join_all(wanted.iter().map(|w| {
+        let request = PartitionRequest {
+            topic: w.topic.0.to_string(),
+            partition: w.partition,
+            op: PartitionOp::Read { offset: w.offset, max_bytes: w.max_bytes },
+        };
+        async move {
+            match route::execute(ctx, request).await {
+                PartitionReply::Read { error_code, high_watermark, log_start_offset, records } => {
+                    Got { error_code, high_watermark, log_start_offset, records }
+                }
+                other => unreachable!("Read answered with {other:?}"),
+            }
+        }
+    }))
+    .await
+}
+
+/// Resolves when any partition gets data past what was just read, or when `wait` has passed.
+async fn wait_for_any(ctx: &Rc<ShardContext>, wanted: &[Wanted], got: &[Got], wait: Duration) {
+    let waits: Vec<_> = wanted
+        .iter()
+        .zip(got)
+        .map(|(w, g)| {
+            let request = PartitionRequest {
+                topic: w.topic.0.to_string(),
+                partition: w.partition,
+                op: PartitionOp::WaitForData { offset: g.high_watermark.max(w.offset), max_wait: wait },
+            };
+            Box::pin(route::execute(ctx, request))
+        })
+        .collect();
+    if !waits.is_empty() {
+        select_all(waits).await;
+    }
+}
+
+/// Trims the partitions' records, in request order, so the response stays within `max_bytes` (whole batches only),
+/// keeping at least the first batch of the first non-empty partition.
+fn apply_response_limit(got: &mut [Got], max_bytes: usize) {
+    let mut budget = max_bytes;
+    let mut first = true;
+    for g in got.iter_mut().filter(|g| !g.records.is_empty()) {
+        let keep = whole_batches_within(&g.records, budget, first);
+        g.records = g.records.slice(..keep);
+        budget = budget.saturating_sub(keep);
+        first &= keep == 0;
+    }
+}
+
+/// Length of the longest prefix of whole batches that fits in `limit` (at least one batch if `at_least_one`).
+fn whole_batches_within(records: &[u8], limit: usize, at_least_one: bool) -> usize {
+    let mut end = 0;
+    while records.len() >= end + 12 {
+        let length = i32::from_be_bytes([records[end + 8], records[end + 9], records[end + 10], records[end + 11]]);
+        let next = end + 12 + length.max(0) as usize;
+        if next > records.len() || (next > limit && !(at_least_one && end == 0)) {
+            break;
+        }
+        end = next;
+    }
+    end
+}
+
+fn response(wanted: Vec<Wanted>, got: Vec<Got>) -> FetchResponse {
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (w, g) in wanted.into_iter().zip(got) {
+        let partition = PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_error_code(g.error_code)
+            .with_high_watermark(g.high_watermark)
+            .with_last_stable_offset(g.high_watermark)
+            .with_log_start_offset(g.log_start_offset)
+            .with_aborted_transactions(Some(Vec::new()))
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(g.records));
+        match topics.last_mut() {
+            Some(t) if t.topic == w.topic => t.partitions.push(partition),
+            _ => topics.push(FetchableTopicResponse::default().with_topic(w.topic).with_partitions(vec![partition])),
+        }
+    }
+    FetchResponse::default().with_responses(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batches(lengths: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &len in lengths {
+            out.extend_from_slice(&0i64.to_be_bytes());
+            out.extend_from_slice(&(len as i32 - 12).to_be_bytes());
+            out.resize(out.len() + len - 12, 0);
+        }
+        out
+    }
+
+    #[test]
+    fn whole_batches_only_and_first_batch_always() {
+        let records = batches(&[100, 200, 300]);
+        assert_eq!(whole_batches_within(&records, 1000, false), 600);
+        assert_eq!(whole_batches_within(&records, 350, false), 300);
+        assert_eq!(whole_batches_within(&records, 299, false), 100);
+        assert_eq!(whole_batches_within(&records, 50, false), 0);
+        assert_eq!(whole_batches_within(&records, 50, true), 100);
+        assert_eq!(whole_batches_within(&records[..150], 1000, false), 100, "a torn batch is never returned");
+    }
+
+    #[test]
+    fn response_limit_spans_partitions() {
+        let mk = |lengths: &[usize]| Got {
+            error_code: 0,
+            high_watermark: 0,
+            log_start_offset: 0,
+            records: Bytes::from(batches(lengths)),
+        };
+        let mut got = vec![mk(&[]), mk(&[500]), mk(&[100, 100]), mk(&[50])];
+        apply_response_limit(&mut got, 300);
+        let sizes: Vec<usize> = got.iter().map(|g| g.records.len()).collect();
+        assert_eq!(sizes, vec![0, 500, 0, 0], "first non-empty partition gives its whole first batch, then the budget is spent");
+        let mut got = vec![mk(&[100]), mk(&[100, 100]), mk(&[50])];
+        apply_response_limit(&mut got, 260);
+        let sizes: Vec<usize> = got.iter().map(|g| g.records.len()).collect();
+        assert_eq!(sizes, vec![100, 100, 50]);
+    }
+}

@@ -1,0 +1,169 @@
+//! Request dispatch: which APIs and versions pinlog speaks, decoding a request, encoding its response.
+//!
+//! Decoding happens on the connection's reader, in arrival order, so a malformed body closes the connection before
+//! anything runs; the handler itself runs as its own task and its encoded response goes back in order.
+
+pub mod api_versions;
+pub mod configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topics;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, ListOffsetsRequest,
+    MetadataRequest, RequestHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use crate::context::ShardContext;
+use crate::frame::{begin_response, finish_response};
+
+/// Every API pinlog answers, with the version range it advertises in ApiVersions. The ranges are what current
+/// clients use; each is within what the `kafka-protocol` codecs implement.
+/// Produce starts at 0 although versions 0-2 carry only the old message formats (answered with
+/// UNSUPPORTED_FOR_MESSAGE_FORMAT): librdkafka < 2.11.1 turns compression off when Produce v0 is not advertised.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+];
+
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS.iter().find(|(k, _, _)| *k == key).map(|(_, min, max)| (*min, *max))
+}
+
+/// A response still being computed: resolves to the encoded frame, or `None` when the request wants no answer
+/// (Produce with acks=0).
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Bytes>>>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("unknown api key {0}")]
+    UnknownApi(i16),
+    #[error("{api:?} v{version} is not supported (supported {min}..={max})")]
+    UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16 },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed { api: ApiKey, version: i16, reason: String },
+}
+
+/// The fixed start of every request header, read before anything else is decoded.
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderStart {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+}
+
+impl HeaderStart {
+    pub fn parse(frame: &[u8]) -> HeaderStart {
+        // read_frame guarantees at least REQUEST_HEADER_BYTES_MIN bytes.
+        HeaderStart {
+            api_key: i16::from_be_bytes([frame[0], frame[1]]),
+            api_version: i16::from_be_bytes([frame[2], frame[3]]),
+            correlation_id: i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
+        }
+    }
+}
+
+/// Decodes one request frame and starts its handler. Errors mean the connection must be closed.
+pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<PendingResponse, RequestError> {
+    let start = HeaderStart::parse(&frame);
+    let api = ApiKey::try_from(start.api_key).map_err(|_| RequestError::UnknownApi(start.api_key))?;
+    let (min, max) = supported_range(api).ok_or(RequestError::UnknownApi(start.api_key))?;
+    let version = start.api_version;
+    if api == ApiKey::ApiVersions && version > max {
+        // KIP-511: a client newer than us gets a v0 answer listing what we support.
+        return Ok(ready(api_versions::unsupported_version_answer(start.correlation_id)));
+    }
+    if version < min || version > max {
+        return Err(RequestError::UnsupportedVersion { api, version, min, max });
+    }
+    if api == ApiKey::Produce && version < produce::CODEC_VERSION_MIN {
+        return produce::dispatch_legacy(ctx, start, frame);
+    }
+    let malformed = |reason: String| RequestError::Malformed { api, version, reason };
+    let mut body = frame;
+    let header =
+        RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(|e| malformed(e.to_string()))?;
+    let ctx = ctx.clone();
+    let id = header.correlation_id;
+    Ok(match api {
+        ApiKey::Produce => produce::dispatch(ctx, id, version, decode(&mut body, version, malformed)?),
+        ApiKey::Fetch => serve(id, version, fetch::handle(ctx, decode::<FetchRequest>(&mut body, version, malformed)?)),
+        ApiKey::ListOffsets => serve(
+            id,
+            version,
+            list_offsets::handle(ctx, version, decode::<ListOffsetsRequest>(&mut body, version, malformed)?),
+        ),
+        ApiKey::Metadata => {
+            serve(id, version, metadata::handle(ctx, version, decode::<MetadataRequest>(&mut body, version, malformed)?))
+        }
+        ApiKey::ApiVersions => ready(encode(id, version, &api_versions::answer())),
+        ApiKey::CreateTopics => {
+            serve(id, version, topics::create(ctx, decode::<CreateTopicsRequest>(&mut body, version, malformed)?))
+        }
+        ApiKey::DeleteTopics => {
+            serve(id, version, topics::delete(ctx, decode::<DeleteTopicsRequest>(&mut body, version, malformed)?))
+        }
+        ApiKey::DescribeConfigs => serve(
+            id,
+            version,
+            configs::describe(ctx, version, decode::<DescribeConfigsRequest>(&mut body, version, malformed)?),
+        ),
+        other => return Err(RequestError::UnknownApi(other as i16)),
+    })
+}
+
+fn decode<T: Decodable>(
+    body: &mut Bytes,
+    version: i16,
+    malformed: impl Fn(String) -> RequestError,
+) -> Result<T, RequestError> {
+    T::decode(body, version).map_err(|e| malformed(e.to_string()))
+}
+
+fn ready(frame: Option<Bytes>) -> PendingResponse {
+    Box::pin(async move { frame })
+}
+
+/// Runs a handler and encodes its response at the request's version.
+pub fn serve<R, F>(correlation_id: i32, version: i16, handler: F) -> PendingResponse
+where
+    R: Encodable + HeaderVersion,
+    F: Future<Output = R> + 'static,
+{
+    Box::pin(async move { encode(correlation_id, version, &handler.await) })
+}
+
+/// Encodes a response frame (size, header, body). `None` only if the codec refuses our own response, which is a
+/// bug: it is logged and the client sees its request time out rather than a corrupt frame.
+pub fn encode<R: Encodable + HeaderVersion>(correlation_id: i32, version: i16, response: &R) -> Option<Bytes> {
+    let size = match response.compute_size(version) {
+        Ok(size) => size,
+        Err(err) => {
+            tracing::error!(%err, version, "cannot size response");
+            return None;
+        }
+    };
+    let mut out = begin_response(correlation_id, size + 1);
+    if R::header_version(version) >= 1 {
+        out.put_u8(0); // no tagged fields in the response header
+    }
+    if let Err(err) = response.encode(&mut out, version) {
+        tracing::error!(%err, version, "cannot encode response");
+        return None;
+    }
+    Some(finish_response(out))
+}

@@ -1,0 +1,69 @@
+//! The state one shard's request handlers share: configuration, the partition table, the metadata view and the
+//! mesh to the other shards. One `ShardContext` per executor, shared as `Rc`.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pinlog_engine::{LogConfig, ShardStorage};
+use pinlog_raft_shard::{MetadataClient, MetadataSnapshot};
+
+use crate::mesh::Mesh;
+
+/// Broker-wide settings the protocol layer enforces. Built once by the binary from the validated config.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub node_id: i32,
+    pub listen: SocketAddr,
+    pub advertise_host: String,
+    pub advertise_port: u16,
+    /// A frame whose length prefix exceeds this is refused and its connection closed.
+    pub max_request_bytes: usize,
+    pub max_connections_per_shard: usize,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    /// Bound for metadata proposals (CreateTopics, DeleteTopics, auto-creation).
+    pub request_timeout: Duration,
+    /// How often each shard applies retention to the partitions it owns.
+    pub retention_check_interval: Duration,
+    /// Defaults for every partition; topic configs override them (see [`ShardContext::log_config`]).
+    pub log_defaults: LogConfig,
+    /// Requests a connection may have started but not yet answered (pipelining depth).
+    pub inflight_requests_per_connection_max: usize,
+}
+
+pub struct ShardContext {
+    pub shard_id: u32,
+    pub shard_count: u32,
+    pub config: Rc<NetConfig>,
+    pub storage: ShardStorage,
+    pub metadata: Rc<MetadataClient>,
+    pub mesh: Mesh,
+    pub connections: Cell<usize>,
+}
+
+impl ShardContext {
+    pub fn snapshot(&self) -> Arc<MetadataSnapshot> {
+        self.metadata.current()
+    }
+
+    /// The log settings of one topic: broker defaults overridden by the topic's own configs.
+    pub fn log_config(&self, topic_configs: &BTreeMap<String, String>) -> LogConfig {
+        let mut cfg = self.config.log_defaults.clone();
+        for (key, value) in topic_configs {
+            let parsed = value.parse::<i64>().ok();
+            match (key.as_str(), parsed) {
+                ("retention.ms", Some(v)) => cfg.retention_ms = v,
+                ("retention.bytes", Some(v)) => cfg.retention_bytes = v,
+                ("segment.bytes", Some(v)) if v > 0 => cfg.segment_bytes = v as u64,
+                ("segment.ms", Some(v)) if v > 0 => cfg.segment_ms = v as u64,
+                ("max.message.bytes", Some(v)) if v > 0 => cfg.max_batch_bytes = v as usize,
+                _ => {}
+            }
+        }
+        cfg
+    }
+}

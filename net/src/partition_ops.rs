@@ -1,0 +1,135 @@
+//! The work a request does on one partition, the same whether it runs on this shard or arrives over the mesh.
+//! Requests and replies own their data (`Bytes` is shared, not copied) so they can cross shards.
+
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use pinlog_engine::PartitionLog;
+
+use crate::codes;
+
+#[derive(Debug)]
+pub struct PartitionRequest {
+    pub topic: String,
+    pub partition: i32,
+    pub op: PartitionOp,
+}
+
+#[derive(Debug)]
+pub enum PartitionOp {
+    /// Append `records` (one or more v2 batches); with acks != 0 wait until durable, at most `timeout`.
+    Produce { records: Bytes, acks: i16, timeout: Duration },
+    /// Whole batches from `offset`, at most `max_bytes` beyond the first batch.
+    Read { offset: i64, max_bytes: usize },
+    /// Resolve when data past `offset` exists, or after `max_wait`.
+    WaitForData { offset: i64, max_wait: Duration },
+    /// -2 earliest, -1 latest, otherwise the first offset with a timestamp >= the value.
+    ListOffset { timestamp: i64 },
+}
+
+#[derive(Debug)]
+pub enum PartitionReply {
+    Produced { error_code: i16, base_offset: i64, log_start_offset: i64 },
+    Read { error_code: i16, high_watermark: i64, log_start_offset: i64, records: Bytes },
+    Waited,
+    Offset { error_code: i16, offset: i64, timestamp: i64 },
+}
+
+impl PartitionReply {
+    /// The reply that carries `error_code` for a request of this kind (unknown partition, timeout, peer gone).
+    pub fn error_for(op: &PartitionOp, error_code: i16) -> PartitionReply {
+        match op {
+            PartitionOp::Produce { .. } => PartitionReply::Produced { error_code, base_offset: -1, log_start_offset: -1 },
+            PartitionOp::Read { .. } => {
+                PartitionReply::Read { error_code, high_watermark: -1, log_start_offset: -1, records: Bytes::new() }
+            }
+            PartitionOp::WaitForData { .. } => PartitionReply::Waited,
+            PartitionOp::ListOffset { .. } => PartitionReply::Offset { error_code, offset: -1, timestamp: -1 },
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Runs `op` on a partition this shard owns and has open.
+pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> PartitionReply {
+    match op {
+        PartitionOp::Produce { records, acks, timeout } => produce(&log, leader_epoch, &records, acks, timeout).await,
+        PartitionOp::Read { offset, max_bytes } => match log.read(offset, max_bytes).await {
+            Ok(read) => PartitionReply::Read {
+                error_code: codes::NONE,
+                high_watermark: read.high_watermark,
+                log_start_offset: read.log_start_offset,
+                records: read.records,
+            },
+            Err(err) => {
+                tracing::debug!(%err, offset, "read refused");
+                PartitionReply::Read {
+                    error_code: err.kafka_code(),
+                    high_watermark: log.high_watermark(),
+                    log_start_offset: log.log_start_offset(),
+                    records: Bytes::new(),
+                }
+            }
+        },
+        PartitionOp::WaitForData { offset, max_wait } => {
+            // Expiry is the normal end of an idle long-poll, not an error.
+            let _ = glommio::timer::timeout(max_wait, async {
+                log.wait_for_data(offset).await;
+                Ok(())
+            })
+            .await;
+            PartitionReply::Waited
+        }
+        PartitionOp::ListOffset { timestamp } => list_offset(&log, timestamp).await,
+    }
+}
+
+async fn produce(log: &PartitionLog, leader_epoch: i32, records: &[u8], acks: i16, timeout: Duration) -> PartitionReply {
+    let appended = match log.append(records, leader_epoch, now_ms()) {
+        Ok(appended) => appended,
+        Err(err) => {
+            tracing::debug!(%err, "produce refused");
+            return PartitionReply::Produced {
+                error_code: err.kafka_code(),
+                base_offset: -1,
+                log_start_offset: log.log_start_offset(),
+            };
+        }
+    };
+    let error_code = if acks == 0 {
+        codes::NONE
+    } else {
+        let durable = glommio::timer::timeout(timeout, async { Ok(log.wait_durable(appended.last_offset).await) }).await;
+        match durable {
+            Ok(Ok(())) => codes::NONE,
+            Ok(Err(err)) => {
+                tracing::error!(%err, "write to the log failed");
+                codes::KAFKA_STORAGE_ERROR
+            }
+            Err(_) => codes::REQUEST_TIMED_OUT,
+        }
+    };
+    PartitionReply::Produced {
+        error_code,
+        base_offset: appended.base_offset,
+        log_start_offset: appended.log_start_offset,
+    }
+}
+
+async fn list_offset(log: &PartitionLog, timestamp: i64) -> PartitionReply {
+    let found = match timestamp {
+        -2 => Ok(Some((log.log_start_offset(), -1))),
+        -1 => Ok(Some((log.high_watermark(), -1))),
+        ts => log.offset_for_timestamp(ts).await,
+    };
+    match found {
+        Ok(Some((offset, timestamp))) => PartitionReply::Offset { error_code: codes::NONE, offset, timestamp },
+        // Kafka answers "no such timestamp" with offset -1 and no error.
+        Ok(None) => PartitionReply::Offset { error_code: codes::NONE, offset: -1, timestamp: -1 },
+        Err(err) => PartitionReply::Offset { error_code: err.kafka_code(), offset: -1, timestamp: -1 },
+    }
+}

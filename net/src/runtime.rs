@@ -1,0 +1,126 @@
+//! One shard's life: connect to the metadata group and the other shards, open the partitions the metadata places
+//! here, keep them in step with every new metadata version, apply retention, then accept connections.
+//!
+//! Start-up never waits on anything that runs only after start-up: the raft shard publishes the recovered metadata
+//! before it even elects itself, so `MetadataClient::connect` returns at once.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::net::TcpListener;
+use pinlog_engine::ShardStorage;
+use pinlog_raft_shard::{MetadataClient, MetadataSnapshot, ShardLink};
+
+use crate::context::{NetConfig, ShardContext};
+use crate::mesh::{serve_peer, Mesh, MeshEndpoints};
+use crate::route::open_local;
+use crate::server::accept_loop;
+
+pub struct ShardParams {
+    pub shard_id: u32,
+    pub shard_count: u32,
+    pub config: NetConfig,
+    pub data_dir: PathBuf,
+    pub metadata_link: ShardLink,
+    pub mesh: MeshEndpoints,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("shard {shard}: cannot listen on {addr}: {source}")]
+    Listen { shard: u32, addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
+    let metadata = MetadataClient::connect(params.metadata_link).await;
+    let (mesh, peers) = Mesh::connect(params.mesh).await;
+    let ctx = Rc::new(ShardContext {
+        shard_id: params.shard_id,
+        shard_count: params.shard_count,
+        config: Rc::new(params.config),
+        storage: ShardStorage::new(params.data_dir),
+        metadata,
+        mesh,
+        connections: Cell::new(0),
+    });
+    for (peer, receiver) in peers {
+        glommio::spawn_local(serve_peer(Rc::downgrade(&ctx), peer, receiver)).detach();
+    }
+    let placement = Placement::default();
+    placement.reconcile(&ctx, &ctx.snapshot()).await;
+    glommio::spawn_local(follow_metadata(ctx.clone(), placement)).detach();
+    glommio::spawn_local(apply_retention(ctx.clone())).detach();
+
+    let addr = ctx.config.listen;
+    let listener =
+        TcpListener::bind(addr).map_err(|e| ShardError::Listen { shard: ctx.shard_id, addr, source: e.into() })?;
+    tracing::info!(shard = ctx.shard_id, %addr, partitions = ctx.storage.partitions().len(), "shard serving");
+    accept_loop(ctx, listener).await;
+    Ok(())
+}
+
+/// The topic ids of the partitions this shard has open, to notice a topic deleted and created again by name.
+#[derive(Default)]
+struct Placement {
+    open: RefCell<HashMap<(String, i32), [u8; 16]>>,
+}
+
+impl Placement {
+    async fn reconcile(&self, ctx: &ShardContext, snapshot: &Arc<MetadataSnapshot>) {
+        let mut wanted = HashMap::new();
+        for topic in snapshot.topics.values() {
+            for p in &topic.partitions {
+                if p.shard == ctx.shard_id && p.leader == ctx.config.node_id {
+                    wanted.insert((topic.name.clone(), p.partition), topic.topic_id);
+                }
+            }
+        }
+        let stale: Vec<(String, i32)> = {
+            let open = self.open.borrow();
+            open.iter().filter(|(key, id)| wanted.get(*key) != Some(*id)).map(|(key, _)| key.clone()).collect()
+        };
+        for (topic, partition) in stale {
+            self.open.borrow_mut().remove(&(topic.clone(), partition));
+            match ctx.storage.delete_partition(&topic, partition).await {
+                Ok(()) => tracing::info!(%topic, partition, "partition removed"),
+                Err(err) => tracing::error!(%topic, partition, %err, "cannot remove partition data"),
+            }
+        }
+        for ((topic, partition), id) in wanted {
+            if self.open.borrow().contains_key(&(topic.clone(), partition)) {
+                continue;
+            }
+            if open_local(ctx, snapshot, &topic, partition).await.is_some() {
+                self.open.borrow_mut().insert((topic, partition), id);
+            }
+        }
+    }
+}
+
+async fn follow_metadata(ctx: Rc<ShardContext>, placement: Placement) {
+    let mut seen = ctx.snapshot().version;
+    loop {
+        let snapshot = ctx.metadata.changed(seen).await;
+        seen = snapshot.version;
+        placement.reconcile(&ctx, &snapshot).await;
+    }
+}
+
+/// Retention runs once per `retention_check_interval` per shard (Kafka's log.retention.check.interval.ms), not per
+/// partition, and deletes only whole closed segments.
+async fn apply_retention(ctx: Rc<ShardContext>) {
+    loop {
+        glommio::timer::sleep(ctx.config.retention_check_interval).await;
+        let now = crate::partition_ops::now_ms();
+        for (topic, partition, log) in ctx.storage.partitions() {
+            match log.enforce_retention(now).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(%topic, partition, deleted, "retention deleted segments"),
+                Err(err) => tracing::error!(%topic, partition, %err, "retention failed"),
+            }
+        }
+    }
+}

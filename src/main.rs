@@ -1,0 +1,154 @@
+//! The `pinlog` binary: parses the config, plans the cores, starts the metadata raft shard, then one glommio
+//! executor per shard core, each serving Kafka on the same port.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use glommio::{LocalExecutorBuilder, Placement};
+use pinlog_engine::{FlushPolicy, LogConfig};
+use pinlog_net::{build_mesh, run_shard, NetConfig, ShardParams};
+use pinlog_raft_shard::RaftShardConfig;
+use pinlog_tuning::{Cli, Command, Config, FlushPolicyName};
+
+/// Requests one connection may have in flight (librdkafka pipelines up to 1,000,000 by default; 5 when idempotent).
+const INFLIGHT_REQUESTS_PER_CONNECTION_MAX: usize = 128;
+/// Messages queued between the raft shard and one data shard, each way.
+const RAFT_CHANNEL_CAPACITY: usize = 1024;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or_default() {
+        Command::Serve(args) => match pinlog_tuning::load(&args) {
+            Ok(config) => serve(config),
+            Err(err) => {
+                eprintln!("pinlog: {err}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Tune(args) => {
+            print!("{}", pinlog_tuning::tune_report(&args.data_dir));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    // glommio and raft log through `log`; bridge them into tracing so there is one stream.
+    let _ = tracing_log::LogTracer::init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PINLOG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn serve(config: Config) -> ExitCode {
+    init_tracing(&config.log_level);
+    let plan = match pinlog_tuning::plan_cores(&config) {
+        Ok(plan) => plan,
+        Err(err) => {
+            eprintln!("pinlog: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(
+        shard_cpus = ?plan.shard_cpus,
+        raft_cpu = plan.raft_cpu,
+        raft_shares_core = plan.raft_shares_core,
+        reason = %plan.reason,
+        "core plan"
+    );
+    let shard_count = plan.shard_cpus.len();
+    let raft_config = RaftShardConfig {
+        node_id: config.node_id,
+        dir: config.data_dir.join("raft"),
+        cpu: Some(plan.raft_cpu),
+        shard_count,
+        tick_ms: 100,
+        advertised_host: config.advertise_host.clone(),
+        advertised_port: config.advertise_port,
+        channel_capacity: RAFT_CHANNEL_CAPACITY,
+        snapshot_every_entries: 1000,
+    };
+    let (raft, links) = match pinlog_raft_shard::spawn(raft_config) {
+        Ok(started) => started,
+        Err(err) => {
+            tracing::error!(%err, "cannot start the metadata raft shard");
+            return ExitCode::FAILURE;
+        }
+    };
+    let net_config = net_config(&config);
+    let mut shards = Vec::with_capacity(shard_count);
+    for (((shard_id, cpu), link), mesh) in plan.shard_cpus.iter().enumerate().zip(links).zip(build_mesh(shard_count)) {
+        let params = ShardParams {
+            shard_id: shard_id as u32,
+            shard_count: shard_count as u32,
+            config: net_config.clone(),
+            data_dir: config.data_dir.clone(),
+            metadata_link: link,
+            mesh,
+        };
+        let executor = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
+            .name(&format!("shard-{shard_id}"))
+            .io_memory(0)
+            .spawn(move || run_shard(params));
+        match executor {
+            Ok(handle) => shards.push(handle),
+            Err(err) => {
+                tracing::error!(shard_id, cpu, %err, "cannot start shard executor");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    tracing::info!(node_id = config.node_id, listen = %config.listen, shards = shard_count, data_dir = %config.data_dir.display(), "pinlog started");
+    let mut code = ExitCode::SUCCESS;
+    for (shard_id, handle) in shards.into_iter().enumerate() {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(%err, "shard stopped");
+                eprintln!("pinlog: {err}");
+                std::process::exit(1);
+            }
+            Err(err) => {
+                tracing::error!(shard_id, ?err, "shard executor failed");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Err(err) = raft.shutdown() {
+        tracing::error!(%err, "raft shard did not stop cleanly");
+    }
+    code
+}
+
+fn net_config(config: &Config) -> NetConfig {
+    let flush = match config.flush_policy {
+        FlushPolicyName::Durable => FlushPolicy::Durable,
+        FlushPolicyName::Interval => FlushPolicy::Interval { interval_ms: config.flush_interval_ms },
+        FlushPolicyName::Never => FlushPolicy::Never,
+    };
+    let log_defaults = LogConfig {
+        segment_bytes: config.segment_bytes,
+        segment_ms: config.segment_ms,
+        retention_bytes: config.retention_bytes,
+        retention_ms: config.retention_ms,
+        flush,
+        tail_cache_bytes: config.tail_cache_bytes,
+        max_batch_bytes: config.message_max_bytes,
+        ..LogConfig::default()
+    };
+    NetConfig {
+        node_id: config.node_id,
+        listen: config.listen,
+        advertise_host: config.advertise_host.clone(),
+        advertise_port: config.advertise_port,
+        max_request_bytes: config.max_request_bytes,
+        max_connections_per_shard: config.max_connections_per_shard,
+        auto_create_topics: config.auto_create_topics,
+        default_partitions: config.default_partitions,
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        retention_check_interval: Duration::from_millis(config.retention_check_interval_ms),
+        log_defaults,
+        inflight_requests_per_connection_max: INFLIGHT_REQUESTS_PER_CONNECTION_MAX,
+    }
+}
