@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
 use pinlog_engine::{FlushPolicy, LogConfig};
 use pinlog_net::{build_mesh, run_shard, NetConfig, ShardParams};
@@ -38,7 +39,10 @@ fn init_tracing(level: &str) {
     let _ = tracing_log::LogTracer::init();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PINLOG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn serve(config: Config) -> ExitCode {
@@ -77,8 +81,20 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let net_config = net_config(&config);
+    // Block the stop signals before any thread starts, so every thread inherits the mask and only the main thread
+    // takes them (with sigwait below).
+    let signals = stop_signals();
+    let mut stoppers = Vec::with_capacity(shard_count);
     let mut shards = Vec::with_capacity(shard_count);
-    for (((shard_id, cpu), link), mesh) in plan.shard_cpus.iter().enumerate().zip(links).zip(build_mesh(shard_count)) {
+    for (((shard_id, cpu), link), mesh) in plan
+        .shard_cpus
+        .iter()
+        .enumerate()
+        .zip(links)
+        .zip(build_mesh(shard_count))
+    {
+        let (stopper, stop) = shared_channel::new_bounded(1);
+        stoppers.push(stopper);
         let params = ShardParams {
             shard_id: shard_id as u32,
             shard_count: shard_count as u32,
@@ -86,6 +102,7 @@ fn serve(config: Config) -> ExitCode {
             data_dir: config.data_dir.clone(),
             metadata_link: link,
             mesh,
+            stop,
         };
         let executor = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
             .name(&format!("shard-{shard_id}"))
@@ -100,6 +117,10 @@ fn serve(config: Config) -> ExitCode {
         }
     }
     tracing::info!(node_id = config.node_id, listen = %config.listen, shards = shard_count, data_dir = %config.data_dir.display(), "pinlog started");
+    if let Err(err) = relay_stop_signal(signals, stoppers) {
+        tracing::error!(%err, "cannot wait for stop signals");
+        return ExitCode::FAILURE;
+    }
     let mut code = ExitCode::SUCCESS;
     for (shard_id, handle) in shards.into_iter().enumerate() {
         match handle.join() {
@@ -118,13 +139,58 @@ fn serve(config: Config) -> ExitCode {
     if let Err(err) = raft.shutdown() {
         tracing::error!(%err, "raft shard did not stop cleanly");
     }
+    tracing::info!("pinlog stopped");
     code
+}
+
+/// SIGTERM and SIGINT, blocked in the calling thread (and so in every thread it starts afterwards).
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: plain libc calls on a sigset_t we own; pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for a stop signal on this thread, then asks every shard to stop. The wait blocks this thread only: it runs
+/// on a one-task executor of its own, which is what the shards' stop channels need on the sending side.
+fn relay_stop_signal(
+    signals: libc::sigset_t,
+    stoppers: Vec<shared_channel::SharedSender<()>>,
+) -> Result<(), glommio::GlommioError<()>> {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("signals")
+        .io_memory(0)
+        .make()?
+        .run(async move {
+            let mut connected = Vec::with_capacity(stoppers.len());
+            for stopper in stoppers {
+                connected.push(stopper.connect().await);
+            }
+            let mut signal: libc::c_int = 0;
+            // SAFETY: sigwait reads the set we built and writes the signal number into our local.
+            unsafe { libc::sigwait(&signals, &mut signal) };
+            tracing::info!(
+                signal,
+                "stop signal received: flushing and closing partitions"
+            );
+            for stopper in &connected {
+                let _ = stopper.send(()).await;
+            }
+        });
+    Ok(())
 }
 
 fn net_config(config: &Config) -> NetConfig {
     let flush = match config.flush_policy {
         FlushPolicyName::Durable => FlushPolicy::Durable,
-        FlushPolicyName::Interval => FlushPolicy::Interval { interval_ms: config.flush_interval_ms },
+        FlushPolicyName::Interval => FlushPolicy::Interval {
+            interval_ms: config.flush_interval_ms,
+        },
         FlushPolicyName::Never => FlushPolicy::Never,
     };
     let log_defaults = LogConfig {

@@ -26,11 +26,22 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, peer: SocketAddr) {
     let (reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded(ctx.config.inflight_requests_per_connection_max);
     let writer = glommio::spawn_local(write_responses(rx, writer, peer));
-    read_requests(&ctx, BufReader::with_capacity(READ_BUFFER_BYTES, reader), tx, peer).await;
+    read_requests(
+        &ctx,
+        BufReader::with_capacity(READ_BUFFER_BYTES, reader),
+        tx,
+        peer,
+    )
+    .await;
     writer.await;
 }
 
-async fn read_requests<R: AsyncRead + Unpin>(ctx: &Rc<ShardContext>, mut reader: R, tx: LocalSender<InFlight>, peer: SocketAddr) {
+async fn read_requests<R: AsyncRead + Unpin>(
+    ctx: &Rc<ShardContext>,
+    mut reader: R,
+    tx: LocalSender<InFlight>,
+    peer: SocketAddr,
+) {
     loop {
         let frame = match read_frame(&mut reader, ctx.config.max_request_bytes).await {
             Ok(frame) => frame,
@@ -59,9 +70,15 @@ async fn read_requests<R: AsyncRead + Unpin>(ctx: &Rc<ShardContext>, mut reader:
     }
 }
 
-async fn write_responses<W: AsyncWrite + Unpin>(rx: LocalReceiver<InFlight>, mut writer: W, peer: SocketAddr) {
+async fn write_responses<W: AsyncWrite + Unpin>(
+    rx: LocalReceiver<InFlight>,
+    mut writer: W,
+    peer: SocketAddr,
+) {
     while let Some(task) = rx.recv().await {
-        let Some(Some(frame)) = task.await else { continue };
+        let Some(Some(frame)) = task.await else {
+            continue;
+        };
         if let Err(err) = writer.write_all(&frame).await {
             tracing::debug!(%peer, %err, "connection write failed");
             return;

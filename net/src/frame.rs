@@ -20,11 +20,16 @@ pub enum FrameError {
 pub const REQUEST_HEADER_BYTES_MIN: i32 = 10;
 
 /// Reads the next request frame. `Closed` means a clean end of stream between frames.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Bytes, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Bytes, FrameError> {
     let mut size = [0u8; 4];
     match reader.read_exact(&mut size).await {
         Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(FrameError::Closed)
+        }
         Err(err) => return Err(err.into()),
     }
     let size = i32::from_be_bytes(size);
@@ -32,7 +37,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Res
         return Err(FrameError::BadSize(size));
     }
     if size as usize > max {
-        return Err(FrameError::TooLarge { size: size as i64, max });
+        return Err(FrameError::TooLarge {
+            size: size as i64,
+            max,
+        });
     }
     let mut body = BytesMut::zeroed(size as usize);
     reader.read_exact(&mut body).await?;

@@ -12,7 +12,9 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
 use glommio::sync::Semaphore;
 
 use crate::context::ShardContext;
@@ -26,8 +28,15 @@ pub const MESH_INFLIGHT_PER_PEER_MAX: usize = 4096;
 pub enum MeshMsg {
     /// `min_metadata_version`: the requester's metadata version; the owner waits (bounded) until it has seen at
     /// least that version, so a topic created through one shard is known to the owner before it is used.
-    Request { id: u64, min_metadata_version: u64, request: PartitionRequest },
-    Reply { id: u64, reply: PartitionReply },
+    Request {
+        id: u64,
+        min_metadata_version: u64,
+        request: PartitionRequest,
+    },
+    Reply {
+        id: u64,
+        reply: PartitionReply,
+    },
 }
 
 /// The channel ends of one shard, built on the main thread and moved into the shard's thread.
@@ -75,7 +84,9 @@ pub struct Mesh {
 
 impl Mesh {
     /// Connects this shard's senders; the receivers are returned to be served by [`serve_peer`].
-    pub async fn connect(endpoints: MeshEndpoints) -> (Mesh, Vec<(u32, ConnectedReceiver<MeshMsg>)>) {
+    pub async fn connect(
+        endpoints: MeshEndpoints,
+    ) -> (Mesh, Vec<(u32, ConnectedReceiver<MeshMsg>)>) {
         let mut senders = Vec::with_capacity(endpoints.senders.len());
         for tx in endpoints.senders {
             senders.push(match tx {
@@ -89,8 +100,15 @@ impl Mesh {
                 receivers.push((peer as u32, rx.connect().await));
             }
         }
-        let inflight = (0..senders.len()).map(|_| Semaphore::new(MESH_INFLIGHT_PER_PEER_MAX as u64)).collect();
-        let mesh = Mesh { senders, inflight, pending: RefCell::new(HashMap::new()), next_id: Cell::new(1) };
+        let inflight = (0..senders.len())
+            .map(|_| Semaphore::new(MESH_INFLIGHT_PER_PEER_MAX as u64))
+            .collect();
+        let mesh = Mesh {
+            senders,
+            inflight,
+            pending: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+        };
         (mesh, receivers)
     }
 
@@ -107,8 +125,13 @@ impl Mesh {
         request: PartitionRequest,
         deadline: Duration,
     ) -> Result<PartitionReply, MeshError> {
-        let sender = self.senders[peer as usize].clone().ok_or(MeshError::PeerGone(peer))?;
-        let _permit = self.inflight[peer as usize].acquire_permit(1).await.map_err(|_| MeshError::PeerGone(peer))?;
+        let sender = self.senders[peer as usize]
+            .clone()
+            .ok_or(MeshError::PeerGone(peer))?;
+        let _permit = self.inflight[peer as usize]
+            .acquire_permit(1)
+            .await
+            .map_err(|_| MeshError::PeerGone(peer))?;
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let (tx, rx) = oneshot::channel();
@@ -116,7 +139,11 @@ impl Mesh {
         let _forget = PendingGuard { mesh: self, id };
         let exchange = async {
             sender
-                .send(MeshMsg::Request { id, min_metadata_version, request })
+                .send(MeshMsg::Request {
+                    id,
+                    min_metadata_version,
+                    request,
+                })
                 .await
                 .map_err(|_| MeshError::PeerGone(peer))?;
             rx.await.map_err(|_| MeshError::PeerGone(peer))
@@ -161,9 +188,14 @@ pub async fn serve_peer(ctx: Weak<ShardContext>, peer: u32, receiver: ConnectedR
         let Some(shard) = ctx.upgrade() else { return };
         match msg {
             MeshMsg::Reply { id, reply } => shard.mesh.complete(id, reply),
-            MeshMsg::Request { id, min_metadata_version, request } => {
+            MeshMsg::Request {
+                id,
+                min_metadata_version,
+                request,
+            } => {
                 glommio::spawn_local(async move {
-                    let reply = crate::route::run_for_peer(&shard, min_metadata_version, request).await;
+                    let reply =
+                        crate::route::run_for_peer(&shard, min_metadata_version, request).await;
                     shard.mesh.reply(peer, id, reply).await;
                 })
                 .detach();

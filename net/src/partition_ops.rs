@@ -19,7 +19,11 @@ pub struct PartitionRequest {
 #[derive(Debug)]
 pub enum PartitionOp {
     /// Append `records` (one or more v2 batches); with acks != 0 wait until durable, at most `timeout`.
-    Produce { records: Bytes, acks: i16, timeout: Duration },
+    Produce {
+        records: Bytes,
+        acks: i16,
+        timeout: Duration,
+    },
     /// Whole batches from `offset`, at most `max_bytes` beyond the first batch.
     Read { offset: i64, max_bytes: usize },
     /// Resolve when data past `offset` exists, or after `max_wait`.
@@ -30,34 +34,65 @@ pub enum PartitionOp {
 
 #[derive(Debug)]
 pub enum PartitionReply {
-    Produced { error_code: i16, base_offset: i64, log_start_offset: i64 },
-    Read { error_code: i16, high_watermark: i64, log_start_offset: i64, records: Bytes },
+    Produced {
+        error_code: i16,
+        base_offset: i64,
+        log_start_offset: i64,
+    },
+    Read {
+        error_code: i16,
+        high_watermark: i64,
+        log_start_offset: i64,
+        records: Bytes,
+    },
     Waited,
-    Offset { error_code: i16, offset: i64, timestamp: i64 },
+    Offset {
+        error_code: i16,
+        offset: i64,
+        timestamp: i64,
+    },
 }
 
 impl PartitionReply {
     /// The reply that carries `error_code` for a request of this kind (unknown partition, timeout, peer gone).
     pub fn error_for(op: &PartitionOp, error_code: i16) -> PartitionReply {
         match op {
-            PartitionOp::Produce { .. } => PartitionReply::Produced { error_code, base_offset: -1, log_start_offset: -1 },
-            PartitionOp::Read { .. } => {
-                PartitionReply::Read { error_code, high_watermark: -1, log_start_offset: -1, records: Bytes::new() }
-            }
+            PartitionOp::Produce { .. } => PartitionReply::Produced {
+                error_code,
+                base_offset: -1,
+                log_start_offset: -1,
+            },
+            PartitionOp::Read { .. } => PartitionReply::Read {
+                error_code,
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+            },
             PartitionOp::WaitForData { .. } => PartitionReply::Waited,
-            PartitionOp::ListOffset { .. } => PartitionReply::Offset { error_code, offset: -1, timestamp: -1 },
+            PartitionOp::ListOffset { .. } => PartitionReply::Offset {
+                error_code,
+                offset: -1,
+                timestamp: -1,
+            },
         }
     }
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Runs `op` on a partition this shard owns and has open.
 pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> PartitionReply {
     match op {
-        PartitionOp::Produce { records, acks, timeout } => produce(&log, leader_epoch, &records, acks, timeout).await,
+        PartitionOp::Produce {
+            records,
+            acks,
+            timeout,
+        } => produce(&log, leader_epoch, &records, acks, timeout).await,
         PartitionOp::Read { offset, max_bytes } => match log.read(offset, max_bytes).await {
             Ok(read) => PartitionReply::Read {
                 error_code: codes::NONE,
@@ -88,7 +123,13 @@ pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> P
     }
 }
 
-async fn produce(log: &PartitionLog, leader_epoch: i32, records: &[u8], acks: i16, timeout: Duration) -> PartitionReply {
+async fn produce(
+    log: &PartitionLog,
+    leader_epoch: i32,
+    records: &[u8],
+    acks: i16,
+    timeout: Duration,
+) -> PartitionReply {
     let appended = match log.append(records, leader_epoch, now_ms()) {
         Ok(appended) => appended,
         Err(err) => {
@@ -103,7 +144,10 @@ async fn produce(log: &PartitionLog, leader_epoch: i32, records: &[u8], acks: i1
     let error_code = if acks == 0 {
         codes::NONE
     } else {
-        let durable = glommio::timer::timeout(timeout, async { Ok(log.wait_durable(appended.last_offset).await) }).await;
+        let durable = glommio::timer::timeout(timeout, async {
+            Ok(log.wait_durable(appended.last_offset).await)
+        })
+        .await;
         match durable {
             Ok(Ok(())) => codes::NONE,
             Ok(Err(err)) => {
@@ -127,9 +171,21 @@ async fn list_offset(log: &PartitionLog, timestamp: i64) -> PartitionReply {
         ts => log.offset_for_timestamp(ts).await,
     };
     match found {
-        Ok(Some((offset, timestamp))) => PartitionReply::Offset { error_code: codes::NONE, offset, timestamp },
+        Ok(Some((offset, timestamp))) => PartitionReply::Offset {
+            error_code: codes::NONE,
+            offset,
+            timestamp,
+        },
         // Kafka answers "no such timestamp" with offset -1 and no error.
-        Ok(None) => PartitionReply::Offset { error_code: codes::NONE, offset: -1, timestamp: -1 },
-        Err(err) => PartitionReply::Offset { error_code: err.kafka_code(), offset: -1, timestamp: -1 },
+        Ok(None) => PartitionReply::Offset {
+            error_code: codes::NONE,
+            offset: -1,
+            timestamp: -1,
+        },
+        Err(err) => PartitionReply::Offset {
+            error_code: err.kafka_code(),
+            offset: -1,
+            timestamp: -1,
+        },
     }
 }

@@ -32,7 +32,11 @@ pub async fn execute(ctx: &Rc<ShardContext>, request: PartitionRequest) -> Parti
     }
     let deadline = mesh_deadline(&request.op, ctx.config.request_timeout);
     let timed_out = PartitionReply::error_for(&request.op, codes::REQUEST_TIMED_OUT);
-    match ctx.mesh.call(shard, snapshot.version, request, deadline).await {
+    match ctx
+        .mesh
+        .call(shard, snapshot.version, request, deadline)
+        .await
+    {
         Ok(reply) => reply,
         Err(err) => {
             tracing::warn!(%err, "forwarding to the owner shard failed");
@@ -42,7 +46,11 @@ pub async fn execute(ctx: &Rc<ShardContext>, request: PartitionRequest) -> Parti
 }
 
 /// Runs a request that another shard forwarded here, once this shard has seen the requester's metadata version.
-pub async fn run_for_peer(ctx: &Rc<ShardContext>, min_metadata_version: u64, request: PartitionRequest) -> PartitionReply {
+pub async fn run_for_peer(
+    ctx: &Rc<ShardContext>,
+    min_metadata_version: u64,
+    request: PartitionRequest,
+) -> PartitionReply {
     let mut snapshot = ctx.snapshot();
     if snapshot.version < min_metadata_version {
         let waited = glommio::timer::timeout(ctx.config.request_timeout, async {
@@ -60,7 +68,11 @@ pub async fn run_for_peer(ctx: &Rc<ShardContext>, min_metadata_version: u64, req
     }
 }
 
-async fn run_local(ctx: &Rc<ShardContext>, snapshot: &MetadataSnapshot, request: PartitionRequest) -> PartitionReply {
+async fn run_local(
+    ctx: &Rc<ShardContext>,
+    snapshot: &MetadataSnapshot,
+    request: PartitionRequest,
+) -> PartitionReply {
     let Some((_, leader_epoch)) = locate(snapshot, &request.topic, request.partition) else {
         return PartitionReply::error_for(&request.op, codes::UNKNOWN_TOPIC_OR_PARTITION);
     };

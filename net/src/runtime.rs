@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use glommio::channels::shared_channel::SharedReceiver;
 use glommio::net::TcpListener;
 use pinlog_engine::ShardStorage;
 use pinlog_raft_shard::{MetadataClient, MetadataSnapshot, ShardLink};
@@ -26,12 +27,19 @@ pub struct ShardParams {
     pub data_dir: PathBuf,
     pub metadata_link: ShardLink,
     pub mesh: MeshEndpoints,
+    /// A message (or the sender going away) asks the shard to stop: it stops accepting, flushes and closes its
+    /// partitions, and returns.
+    pub stop: SharedReceiver<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
     #[error("shard {shard}: cannot listen on {addr}: {source}")]
-    Listen { shard: u32, addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        shard: u32,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
@@ -55,10 +63,18 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
     glommio::spawn_local(apply_retention(ctx.clone())).detach();
 
     let addr = ctx.config.listen;
-    let listener =
-        TcpListener::bind(addr).map_err(|e| ShardError::Listen { shard: ctx.shard_id, addr, source: e.into() })?;
+    let listener = TcpListener::bind(addr).map_err(|e| ShardError::Listen {
+        shard: ctx.shard_id,
+        addr,
+        source: e.into(),
+    })?;
     tracing::info!(shard = ctx.shard_id, %addr, partitions = ctx.storage.partitions().len(), "shard serving");
-    accept_loop(ctx, listener).await;
+    let stop = params.stop.connect().await;
+    let accepting = glommio::spawn_local(accept_loop(ctx.clone(), listener));
+    let _ = stop.recv().await;
+    accepting.cancel().await;
+    ctx.storage.close_all().await;
+    tracing::info!(shard = ctx.shard_id, "shard stopped");
     Ok(())
 }
 
@@ -80,13 +96,18 @@ impl Placement {
         }
         let stale: Vec<(String, i32)> = {
             let open = self.open.borrow();
-            open.iter().filter(|(key, id)| wanted.get(*key) != Some(*id)).map(|(key, _)| key.clone()).collect()
+            open.iter()
+                .filter(|(key, id)| wanted.get(*key) != Some(*id))
+                .map(|(key, _)| key.clone())
+                .collect()
         };
         for (topic, partition) in stale {
             self.open.borrow_mut().remove(&(topic.clone(), partition));
             match ctx.storage.delete_partition(&topic, partition).await {
                 Ok(()) => tracing::info!(%topic, partition, "partition removed"),
-                Err(err) => tracing::error!(%topic, partition, %err, "cannot remove partition data"),
+                Err(err) => {
+                    tracing::error!(%topic, partition, %err, "cannot remove partition data")
+                }
             }
         }
         for ((topic, partition), id) in wanted {
@@ -118,7 +139,9 @@ async fn apply_retention(ctx: Rc<ShardContext>) {
         for (topic, partition, log) in ctx.storage.partitions() {
             match log.enforce_retention(now).await {
                 Ok(0) => {}
-                Ok(deleted) => tracing::info!(%topic, partition, deleted, "retention deleted segments"),
+                Ok(deleted) => {
+                    tracing::info!(%topic, partition, deleted, "retention deleted segments")
+                }
                 Err(err) => tracing::error!(%topic, partition, %err, "retention failed"),
             }
         }

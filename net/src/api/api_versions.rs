@@ -9,9 +9,16 @@ use crate::frame::{begin_response, finish_response};
 pub fn answer() -> ApiVersionsResponse {
     let api_keys = super::SUPPORTED_APIS
         .iter()
-        .map(|(key, min, max)| ApiVersion::default().with_api_key(*key as i16).with_min_version(*min).with_max_version(*max))
+        .map(|(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(*key as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
         .collect();
-    ApiVersionsResponse::default().with_error_code(codes::NONE).with_api_keys(api_keys)
+    ApiVersionsResponse::default()
+        .with_error_code(codes::NONE)
+        .with_api_keys(api_keys)
 }
 
 /// KIP-511: a request above our highest ApiVersions version is answered in the v0 format with

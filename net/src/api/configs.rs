@@ -35,7 +35,9 @@ const TOPIC_KEYS: &[(&str, bool)] = &[
 pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
     match TOPIC_KEYS.iter().find(|(k, _)| *k == key) {
         None => Err(format!("unknown topic config {key}")),
-        Some((_, true)) if value.parse::<i64>().is_err() => Err(format!("{key} = {value:?} is not a number")),
+        Some((_, true)) if value.parse::<i64>().is_err() => {
+            Err(format!("{key} = {value:?} is not a number"))
+        }
         Some(_) => Ok(()),
     }
 }
@@ -59,8 +61,14 @@ fn broker_configs(ctx: &ShardContext) -> Vec<(&'static str, String)> {
     let c = &ctx.config;
     let d = &c.log_defaults;
     vec![
-        ("advertised.listeners", format!("PLAINTEXT://{}:{}", c.advertise_host, c.advertise_port)),
-        ("auto.create.topics.enable", c.auto_create_topics.to_string()),
+        (
+            "advertised.listeners",
+            format!("PLAINTEXT://{}:{}", c.advertise_host, c.advertise_port),
+        ),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+        ),
         ("broker.id", c.node_id.to_string()),
         ("default.replication.factor", "1".into()),
         ("listeners", format!("PLAINTEXT://{}", c.listen)),
@@ -75,7 +83,11 @@ fn broker_configs(ctx: &ShardContext) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub async fn describe(ctx: Rc<ShardContext>, _version: i16, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub async fn describe(
+    ctx: Rc<ShardContext>,
+    _version: i16,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let snapshot = ctx.snapshot();
     let results = request
         .resources
@@ -83,7 +95,10 @@ pub async fn describe(ctx: Rc<ShardContext>, _version: i16, request: DescribeCon
         .map(|resource| {
             let name = resource.resource_name.to_string();
             let wanted = |key: &str| {
-                resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
+                resource
+                    .configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
             };
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
@@ -100,7 +115,10 @@ pub async fn describe(ctx: Rc<ShardContext>, _version: i16, request: DescribeCon
                     None => return result.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
                 },
                 RESOURCE_BROKER if name.is_empty() || name == ctx.config.node_id.to_string() => {
-                    broker_configs(&ctx).into_iter().map(|(k, v)| (k, v, SOURCE_STATIC_BROKER, true)).collect()
+                    broker_configs(&ctx)
+                        .into_iter()
+                        .map(|(k, v)| (k, v, SOURCE_STATIC_BROKER, true))
+                        .collect()
                 }
                 RESOURCE_BROKER => return result.with_error_code(codes::INVALID_REQUEST),
                 _ => return result.with_error_code(codes::INVALID_REQUEST),

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::{join_all, select_all};
 use kafka_protocol::messages::fetch_request::FetchRequest;
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, TopicName};
 
 use crate::codes;
@@ -41,7 +43,11 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchRespon
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes > 0 { request.max_bytes as usize } else { usize::MAX };
+    let max_bytes = if request.max_bytes > 0 {
+        request.max_bytes as usize
+    } else {
+        usize::MAX
+    };
     let wanted: Vec<Wanted> = request
         .topics
         .iter()
@@ -72,13 +78,24 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted]) -> Vec<Got> {
         let request = PartitionRequest {
             topic: w.topic.0.to_string(),
             partition: w.partition,
-            op: PartitionOp::Read { offset: w.offset, max_bytes: w.max_bytes },
+            op: PartitionOp::Read {
+                offset: w.offset,
+                max_bytes: w.max_bytes,
+            },
         };
         async move {
             match route::execute(ctx, request).await {
-                PartitionReply::Read { error_code, high_watermark, log_start_offset, records } => {
-                    Got { error_code, high_watermark, log_start_offset, records }
-                }
+                PartitionReply::Read {
+                    error_code,
+                    high_watermark,
+                    log_start_offset,
+                    records,
+                } => Got {
+                    error_code,
+                    high_watermark,
+                    log_start_offset,
+                    records,
+                },
                 other => unreachable!("Read answered with {other:?}"),
             }
         }
@@ -95,7 +112,10 @@ async fn wait_for_any(ctx: &Rc<ShardContext>, wanted: &[Wanted], got: &[Got], wa
             let request = PartitionRequest {
                 topic: w.topic.0.to_string(),
                 partition: w.partition,
-                op: PartitionOp::WaitForData { offset: g.high_watermark.max(w.offset), max_wait: wait },
+                op: PartitionOp::WaitForData {
+                    offset: g.high_watermark.max(w.offset),
+                    max_wait: wait,
+                },
             };
             Box::pin(route::execute(ctx, request))
         })
@@ -122,7 +142,12 @@ fn apply_response_limit(got: &mut [Got], max_bytes: usize) {
 fn whole_batches_within(records: &[u8], limit: usize, at_least_one: bool) -> usize {
     let mut end = 0;
     while records.len() >= end + 12 {
-        let length = i32::from_be_bytes([records[end + 8], records[end + 9], records[end + 10], records[end + 11]]);
+        let length = i32::from_be_bytes([
+            records[end + 8],
+            records[end + 9],
+            records[end + 10],
+            records[end + 11],
+        ]);
         let next = end + 12 + length.max(0) as usize;
         if next > records.len() || (next > limit && !(at_least_one && end == 0)) {
             break;
@@ -146,7 +171,11 @@ fn response(wanted: Vec<Wanted>, got: Vec<Got>) -> FetchResponse {
             .with_records(Some(g.records));
         match topics.last_mut() {
             Some(t) if t.topic == w.topic => t.partitions.push(partition),
-            _ => topics.push(FetchableTopicResponse::default().with_topic(w.topic).with_partitions(vec![partition])),
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(w.topic)
+                    .with_partitions(vec![partition]),
+            ),
         }
     }
     FetchResponse::default().with_responses(topics)
@@ -174,7 +203,11 @@ mod tests {
         assert_eq!(whole_batches_within(&records, 299, false), 100);
         assert_eq!(whole_batches_within(&records, 50, false), 0);
         assert_eq!(whole_batches_within(&records, 50, true), 100);
-        assert_eq!(whole_batches_within(&records[..150], 1000, false), 100, "a torn batch is never returned");
+        assert_eq!(
+            whole_batches_within(&records[..150], 1000, false),
+            100,
+            "a torn batch is never returned"
+        );
     }
 
     #[test]
@@ -188,7 +221,11 @@ mod tests {
         let mut got = vec![mk(&[]), mk(&[500]), mk(&[100, 100]), mk(&[50])];
         apply_response_limit(&mut got, 300);
         let sizes: Vec<usize> = got.iter().map(|g| g.records.len()).collect();
-        assert_eq!(sizes, vec![0, 500, 0, 0], "first non-empty partition gives its whole first batch, then the budget is spent");
+        assert_eq!(
+            sizes,
+            vec![0, 500, 0, 0],
+            "first non-empty partition gives its whole first batch, then the budget is spent"
+        );
         let mut got = vec![mk(&[100]), mk(&[100, 100]), mk(&[50])];
         apply_response_limit(&mut got, 260);
         let sizes: Vec<usize> = got.iter().map(|g| g.records.len()).collect();

@@ -12,7 +12,11 @@ use crate::context::ShardContext;
 use crate::partition_ops::{PartitionOp, PartitionReply, PartitionRequest};
 use crate::route;
 
-pub async fn handle(ctx: Rc<ShardContext>, _version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(
+    ctx: Rc<ShardContext>,
+    _version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let topics = join_all(request.topics.into_iter().map(|topic| {
         let ctx = ctx.clone();
         async move {
@@ -21,12 +25,19 @@ pub async fn handle(ctx: Rc<ShardContext>, _version: i16, request: ListOffsetsRe
                 let request = PartitionRequest {
                     topic: name.clone(),
                     partition: p.partition_index,
-                    op: PartitionOp::ListOffset { timestamp: p.timestamp },
+                    op: PartitionOp::ListOffset {
+                        timestamp: p.timestamp,
+                    },
                 };
                 let ctx = ctx.clone();
                 async move {
-                    let (error_code, offset, timestamp) = match route::execute(&ctx, request).await {
-                        PartitionReply::Offset { error_code, offset, timestamp } => (error_code, offset, timestamp),
+                    let (error_code, offset, timestamp) = match route::execute(&ctx, request).await
+                    {
+                        PartitionReply::Offset {
+                            error_code,
+                            offset,
+                            timestamp,
+                        } => (error_code, offset, timestamp),
                         other => unreachable!("ListOffset answered with {other:?}"),
                     };
                     ListOffsetsPartitionResponse::default()
@@ -38,7 +49,9 @@ pub async fn handle(ctx: Rc<ShardContext>, _version: i16, request: ListOffsetsRe
                 }
             }))
             .await;
-            ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
         }
     }))
     .await;

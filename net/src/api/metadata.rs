@@ -14,16 +14,28 @@ use pinlog_raft_shard::{MetadataSnapshot, TopicMeta};
 use crate::codes;
 use crate::context::ShardContext;
 
-pub async fn handle(ctx: Rc<ShardContext>, version: i16, request: MetadataRequest) -> MetadataResponse {
+pub async fn handle(
+    ctx: Rc<ShardContext>,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
     // v0 has no allow_auto_topic_creation field: the broker setting alone decides, as in Kafka.
-    let allow_create = ctx.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-    let requested: Option<Vec<String>> = request
-        .topics
-        .map(|topics| topics.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect());
+    let allow_create =
+        ctx.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let requested: Option<Vec<String>> = request.topics.map(|topics| {
+        topics
+            .into_iter()
+            .filter_map(|t| t.name.map(|n| n.0.to_string()))
+            .collect()
+    });
     let mut snapshot = ctx.snapshot();
     if allow_create {
         if let Some(names) = &requested {
-            let missing: Vec<String> = names.iter().filter(|n| snapshot.topic(n).is_none()).cloned().collect();
+            let missing: Vec<String> = names
+                .iter()
+                .filter(|n| snapshot.topic(n).is_none())
+                .cloned()
+                .collect();
             if !missing.is_empty() {
                 super::topics::auto_create(&ctx, missing).await;
                 snapshot = ctx.snapshot();
@@ -32,10 +44,15 @@ pub async fn handle(ctx: Rc<ShardContext>, version: i16, request: MetadataReques
     }
     let topics = match requested {
         // v0 treats an empty list as "all topics"; later versions use null for that.
-        Some(names) if !(version == 0 && names.is_empty()) => {
-            names.iter().map(|name| topic_entry(&snapshot, name)).collect()
-        }
-        _ => snapshot.topics.keys().map(|name| topic_entry(&snapshot, name)).collect(),
+        Some(names) if !(version == 0 && names.is_empty()) => names
+            .iter()
+            .map(|name| topic_entry(&snapshot, name))
+            .collect(),
+        _ => snapshot
+            .topics
+            .keys()
+            .map(|name| topic_entry(&snapshot, name))
+            .collect(),
     };
     MetadataResponse::default()
         .with_brokers(brokers(&snapshot))
@@ -58,7 +75,8 @@ pub fn brokers(snapshot: &MetadataSnapshot) -> Vec<MetadataResponseBroker> {
 }
 
 fn topic_entry(snapshot: &MetadataSnapshot, name: &str) -> MetadataResponseTopic {
-    let entry = MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))));
+    let entry = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))));
     match snapshot.topic(name) {
         Some(topic) => entry
             .with_topic_id(uuid::Uuid::from_bytes(topic.topic_id))

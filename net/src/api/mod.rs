@@ -17,8 +17,8 @@ use std::rc::Rc;
 
 use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, RequestHeader,
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest,
+    ListOffsetsRequest, MetadataRequest, RequestHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -41,7 +41,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED_APIS.iter().find(|(k, _, _)| *k == key).map(|(_, min, max)| (*min, *max))
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
 }
 
 /// A response still being computed: resolves to the encoded frame, or `None` when the request wants no answer
@@ -53,9 +56,18 @@ pub enum RequestError {
     #[error("unknown api key {0}")]
     UnknownApi(i16),
     #[error("{api:?} v{version} is not supported (supported {min}..={max})")]
-    UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16 },
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
     #[error("malformed {api:?} v{version} request: {reason}")]
-    Malformed { api: ApiKey, version: i16, reason: String },
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
 }
 
 /// The fixed start of every request header, read before anything else is decoded.
@@ -80,47 +92,89 @@ impl HeaderStart {
 /// Decodes one request frame and starts its handler. Errors mean the connection must be closed.
 pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<PendingResponse, RequestError> {
     let start = HeaderStart::parse(&frame);
-    let api = ApiKey::try_from(start.api_key).map_err(|_| RequestError::UnknownApi(start.api_key))?;
+    let api =
+        ApiKey::try_from(start.api_key).map_err(|_| RequestError::UnknownApi(start.api_key))?;
     let (min, max) = supported_range(api).ok_or(RequestError::UnknownApi(start.api_key))?;
     let version = start.api_version;
     if api == ApiKey::ApiVersions && version > max {
         // KIP-511: a client newer than us gets a v0 answer listing what we support.
-        return Ok(ready(api_versions::unsupported_version_answer(start.correlation_id)));
+        return Ok(ready(api_versions::unsupported_version_answer(
+            start.correlation_id,
+        )));
     }
     if version < min || version > max {
-        return Err(RequestError::UnsupportedVersion { api, version, min, max });
+        return Err(RequestError::UnsupportedVersion {
+            api,
+            version,
+            min,
+            max,
+        });
     }
     if api == ApiKey::Produce && version < produce::CODEC_VERSION_MIN {
         return produce::dispatch_legacy(ctx, start, frame);
     }
-    let malformed = |reason: String| RequestError::Malformed { api, version, reason };
+    let malformed = |reason: String| RequestError::Malformed {
+        api,
+        version,
+        reason,
+    };
     let mut body = frame;
-    let header =
-        RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(|e| malformed(e.to_string()))?;
+    let header = RequestHeader::decode(&mut body, api.request_header_version(version))
+        .map_err(|e| malformed(e.to_string()))?;
     let ctx = ctx.clone();
     let id = header.correlation_id;
     Ok(match api {
-        ApiKey::Produce => produce::dispatch(ctx, id, version, decode(&mut body, version, malformed)?),
-        ApiKey::Fetch => serve(id, version, fetch::handle(ctx, decode::<FetchRequest>(&mut body, version, malformed)?)),
+        ApiKey::Produce => {
+            produce::dispatch(ctx, id, version, decode(&mut body, version, malformed)?)
+        }
+        ApiKey::Fetch => serve(
+            id,
+            version,
+            fetch::handle(ctx, decode::<FetchRequest>(&mut body, version, malformed)?),
+        ),
         ApiKey::ListOffsets => serve(
             id,
             version,
-            list_offsets::handle(ctx, version, decode::<ListOffsetsRequest>(&mut body, version, malformed)?),
+            list_offsets::handle(
+                ctx,
+                version,
+                decode::<ListOffsetsRequest>(&mut body, version, malformed)?,
+            ),
         ),
-        ApiKey::Metadata => {
-            serve(id, version, metadata::handle(ctx, version, decode::<MetadataRequest>(&mut body, version, malformed)?))
-        }
+        ApiKey::Metadata => serve(
+            id,
+            version,
+            metadata::handle(
+                ctx,
+                version,
+                decode::<MetadataRequest>(&mut body, version, malformed)?,
+            ),
+        ),
         ApiKey::ApiVersions => ready(encode(id, version, &api_versions::answer())),
-        ApiKey::CreateTopics => {
-            serve(id, version, topics::create(ctx, decode::<CreateTopicsRequest>(&mut body, version, malformed)?))
-        }
-        ApiKey::DeleteTopics => {
-            serve(id, version, topics::delete(ctx, decode::<DeleteTopicsRequest>(&mut body, version, malformed)?))
-        }
+        ApiKey::CreateTopics => serve(
+            id,
+            version,
+            topics::create(
+                ctx,
+                decode::<CreateTopicsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::DeleteTopics => serve(
+            id,
+            version,
+            topics::delete(
+                ctx,
+                decode::<DeleteTopicsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
         ApiKey::DescribeConfigs => serve(
             id,
             version,
-            configs::describe(ctx, version, decode::<DescribeConfigsRequest>(&mut body, version, malformed)?),
+            configs::describe(
+                ctx,
+                version,
+                decode::<DescribeConfigsRequest>(&mut body, version, malformed)?,
+            ),
         ),
         other => return Err(RequestError::UnknownApi(other as i16)),
     })
@@ -149,7 +203,11 @@ where
 
 /// Encodes a response frame (size, header, body). `None` only if the codec refuses our own response, which is a
 /// bug: it is logged and the client sees its request time out rather than a corrupt frame.
-pub fn encode<R: Encodable + HeaderVersion>(correlation_id: i32, version: i16, response: &R) -> Option<Bytes> {
+pub fn encode<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    response: &R,
+) -> Option<Bytes> {
     let size = match response.compute_size(version) {
         Ok(size) => size,
         Err(err) => {

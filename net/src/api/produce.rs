@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::join_all;
 use kafka_protocol::messages::produce_request::ProduceRequest;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::Decodable;
 
@@ -26,7 +28,12 @@ pub const CODEC_VERSION_MIN: i16 = 3;
 type PartitionResult = (i32, i16, i64, i64);
 type TopicResults = Vec<(TopicName, Vec<PartitionResult>)>;
 
-pub fn dispatch(ctx: Rc<ShardContext>, correlation_id: i32, version: i16, request: ProduceRequest) -> PendingResponse {
+pub fn dispatch(
+    ctx: Rc<ShardContext>,
+    correlation_id: i32,
+    version: i16,
+    request: ProduceRequest,
+) -> PendingResponse {
     let acks = request.acks;
     let results = run(ctx, request);
     if acks == 0 {
@@ -35,7 +42,11 @@ pub fn dispatch(ctx: Rc<ShardContext>, correlation_id: i32, version: i16, reques
             None
         });
     }
-    super::serve(correlation_id, version, async move { response(results.await) })
+    super::serve(
+        correlation_id,
+        version,
+        async move { response(results.await) },
+    )
 }
 
 fn response(results: TopicResults) -> ProduceResponse {
@@ -53,14 +64,19 @@ fn response(results: TopicResults) -> ProduceResponse {
                         .with_log_start_offset(log_start_offset)
                 })
                 .collect();
-            TopicProduceResponse::default().with_name(name).with_partition_responses(partitions)
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partitions)
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
 }
 
 /// Starts every partition's append and returns the future of all their answers.
-fn run(ctx: Rc<ShardContext>, request: ProduceRequest) -> impl std::future::Future<Output = TopicResults> {
+fn run(
+    ctx: Rc<ShardContext>,
+    request: ProduceRequest,
+) -> impl std::future::Future<Output = TopicResults> {
     let acks = request.acks;
     let timeout = if request.timeout_ms > 0 {
         Duration::from_millis(request.timeout_ms as u64)
@@ -87,19 +103,29 @@ fn run(ctx: Rc<ShardContext>, request: ProduceRequest) -> impl std::future::Futu
                 let index = p.index;
                 let op = match p.records {
                     _ if !matches!(acks, -1..=1) => Err(codes::INVALID_REQUIRED_ACKS),
-                    Some(records) => Ok(PartitionOp::Produce { records, acks, timeout }),
+                    Some(records) => Ok(PartitionOp::Produce {
+                        records,
+                        acks,
+                        timeout,
+                    }),
                     None => Err(codes::CORRUPT_MESSAGE),
                 };
-                let request = op.map(|op| PartitionRequest { topic: name.clone(), partition: index, op });
+                let request = op.map(|op| PartitionRequest {
+                    topic: name.clone(),
+                    partition: index,
+                    op,
+                });
                 async move {
                     let request = match request {
                         Ok(request) => request,
                         Err(code) => return (index, code, -1, -1),
                     };
                     match route::execute(&ctx, request).await {
-                        PartitionReply::Produced { error_code, base_offset, log_start_offset } => {
-                            (index, error_code, base_offset, log_start_offset)
-                        }
+                        PartitionReply::Produced {
+                            error_code,
+                            base_offset,
+                            log_start_offset,
+                        } => (index, error_code, base_offset, log_start_offset),
                         other => unreachable!("Produce answered with {other:?}"),
                     }
                 }
@@ -111,7 +137,11 @@ fn run(ctx: Rc<ShardContext>, request: ProduceRequest) -> impl std::future::Futu
 }
 
 /// Produce v0-2: the same request as v3 without the transactional id, answered in the old response layouts.
-pub fn dispatch_legacy(ctx: &Rc<ShardContext>, start: HeaderStart, frame: Bytes) -> Result<PendingResponse, RequestError> {
+pub fn dispatch_legacy(
+    ctx: &Rc<ShardContext>,
+    start: HeaderStart,
+    frame: Bytes,
+) -> Result<PendingResponse, RequestError> {
     let version = start.api_version;
     let malformed = |reason: &str| RequestError::Malformed {
         api: kafka_protocol::messages::ApiKey::Produce,
@@ -128,7 +158,8 @@ pub fn dispatch_legacy(ctx: &Rc<ShardContext>, start: HeaderStart, frame: Bytes)
     as_v3.put_i16(-1); // null transactional id
     as_v3.put_slice(&frame[body_start..]);
     let mut as_v3 = as_v3.freeze();
-    let request = ProduceRequest::decode(&mut as_v3, CODEC_VERSION_MIN).map_err(|e| malformed(&e.to_string()))?;
+    let request = ProduceRequest::decode(&mut as_v3, CODEC_VERSION_MIN)
+        .map_err(|e| malformed(&e.to_string()))?;
     let acks = request.acks;
     let results = run(ctx.clone(), request);
     Ok(Box::pin(async move {

@@ -6,9 +6,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
-use kafka_protocol::messages::create_topics_response::{CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicResult, CreateTopicsResponse,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use pinlog_raft_shard::{CommandOutcome, MetadataCommand, NewTopic, ProposeError, TopicOutcome};
@@ -30,7 +34,10 @@ pub async fn create(ctx: Rc<ShardContext>, request: CreateTopicsRequest) -> Crea
     let mut outcomes = if topics.is_empty() {
         Vec::new()
     } else {
-        let command = MetadataCommand::CreateTopics { topics, validate_only: request.validate_only };
+        let command = MetadataCommand::CreateTopics {
+            topics,
+            validate_only: request.validate_only,
+        };
         topic_outcomes(ctx.metadata.propose(command, timeout).await, &names)
     };
     outcomes.extend(rejected);
@@ -63,17 +70,30 @@ fn new_topic(ctx: &ShardContext, topic: CreatableTopic) -> Result<NewTopic, Topi
         partitions: -1,
     };
     if !topic.assignments.is_empty() {
-        return Err(fail(codes::INVALID_REQUEST, "manual replica assignment is not supported".into()));
+        return Err(fail(
+            codes::INVALID_REQUEST,
+            "manual replica assignment is not supported".into(),
+        ));
     }
     let mut configs = BTreeMap::new();
     for c in topic.configs {
         let key = c.name.to_string();
         let value = c.value.map(|v| v.to_string()).unwrap_or_default();
-        super::configs::validate_topic_config(&key, &value).map_err(|m| fail(codes::INVALID_CONFIG, m))?;
+        super::configs::validate_topic_config(&key, &value)
+            .map_err(|m| fail(codes::INVALID_CONFIG, m))?;
         configs.insert(key, value);
     }
-    let partitions = if topic.num_partitions == -1 { ctx.config.default_partitions } else { topic.num_partitions };
-    Ok(NewTopic { name, partitions, replication_factor: topic.replication_factor, configs })
+    let partitions = if topic.num_partitions == -1 {
+        ctx.config.default_partitions
+    } else {
+        topic.num_partitions
+    };
+    Ok(NewTopic {
+        name,
+        partitions,
+        replication_factor: topic.replication_factor,
+        configs,
+    })
 }
 
 /// Creates `names` with the default partition count (Metadata or Produce for an unknown topic).
@@ -87,10 +107,20 @@ pub async fn auto_create(ctx: &ShardContext, names: Vec<String>) {
             configs: BTreeMap::new(),
         })
         .collect();
-    let command = MetadataCommand::CreateTopics { topics, validate_only: false };
-    for o in topic_outcomes(ctx.metadata.propose(command, ctx.config.request_timeout).await, &names) {
+    let command = MetadataCommand::CreateTopics {
+        topics,
+        validate_only: false,
+    };
+    for o in topic_outcomes(
+        ctx.metadata
+            .propose(command, ctx.config.request_timeout)
+            .await,
+        &names,
+    ) {
         match o.error_code {
-            codes::NONE => tracing::info!(topic = %o.name, partitions = o.partitions, "topic auto-created"),
+            codes::NONE => {
+                tracing::info!(topic = %o.name, partitions = o.partitions, "topic auto-created")
+            }
             // Two clients racing to create the same topic is normal.
             36 => {}
             code => tracing::debug!(topic = %o.name, code, "auto-creation refused"),
@@ -99,11 +129,18 @@ pub async fn auto_create(ctx: &ShardContext, names: Vec<String>) {
 }
 
 pub async fn delete(ctx: Rc<ShardContext>, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
-    let mut names: Vec<String> = request.topic_names.iter().map(|n| n.0.to_string()).collect();
+    let mut names: Vec<String> = request
+        .topic_names
+        .iter()
+        .map(|n| n.0.to_string())
+        .collect();
     let snapshot = ctx.snapshot();
     let mut unknown_ids = Vec::new();
     for state in &request.topics {
-        match (&state.name, snapshot.topic_by_id(*state.topic_id.as_bytes())) {
+        match (
+            &state.name,
+            snapshot.topic_by_id(*state.topic_id.as_bytes()),
+        ) {
             (Some(name), _) => names.push(name.0.to_string()),
             (None, Some(topic)) => names.push(topic.name.clone()),
             (None, None) => unknown_ids.push(state.topic_id),
@@ -113,7 +150,17 @@ pub async fn delete(ctx: Rc<ShardContext>, request: DeleteTopicsRequest) -> Dele
     let outcomes = if names.is_empty() {
         Vec::new()
     } else {
-        topic_outcomes(ctx.metadata.propose(MetadataCommand::DeleteTopics { names: names.clone() }, timeout).await, &names)
+        topic_outcomes(
+            ctx.metadata
+                .propose(
+                    MetadataCommand::DeleteTopics {
+                        names: names.clone(),
+                    },
+                    timeout,
+                )
+                .await,
+            &names,
+        )
     };
     let mut responses: Vec<DeletableTopicResult> = outcomes
         .into_iter()
@@ -121,7 +168,10 @@ pub async fn delete(ctx: Rc<ShardContext>, request: DeleteTopicsRequest) -> Dele
             if o.error_code == codes::NONE {
                 tracing::info!(topic = %o.name, "topic deleted");
             }
-            let id = snapshot.topic(&o.name).map(|t| t.topic_id).unwrap_or([0; 16]);
+            let id = snapshot
+                .topic(&o.name)
+                .map(|t| t.topic_id)
+                .unwrap_or([0; 16]);
             DeletableTopicResult::default()
                 .with_name(Some(TopicName(StrBytes::from_string(o.name))))
                 .with_topic_id(uuid::Uuid::from_bytes(id))
@@ -130,7 +180,9 @@ pub async fn delete(ctx: Rc<ShardContext>, request: DeleteTopicsRequest) -> Dele
         })
         .collect();
     responses.extend(unknown_ids.into_iter().map(|id| {
-        DeletableTopicResult::default().with_topic_id(id).with_error_code(100) // UNKNOWN_TOPIC_ID
+        DeletableTopicResult::default()
+            .with_topic_id(id)
+            .with_error_code(100) // UNKNOWN_TOPIC_ID
     }));
     DeleteTopicsResponse::default().with_responses(responses)
 }
@@ -146,11 +198,17 @@ fn bounded_timeout(ctx: &ShardContext, timeout_ms: i32) -> Duration {
 }
 
 /// Per-topic outcomes of a proposal; a proposal that failed as a whole gives every topic the same error.
-fn topic_outcomes(result: Result<CommandOutcome, ProposeError>, names: &[String]) -> Vec<TopicOutcome> {
+fn topic_outcomes(
+    result: Result<CommandOutcome, ProposeError>,
+    names: &[String],
+) -> Vec<TopicOutcome> {
     let (error_code, message) = match result {
         Ok(CommandOutcome::Topics(outcomes)) => return outcomes,
         Ok(CommandOutcome::Done) => (codes::UNKNOWN_SERVER_ERROR, "unexpected outcome".to_owned()),
-        Err(ProposeError::Timeout(..)) => (codes::REQUEST_TIMED_OUT, "metadata change timed out".to_owned()),
+        Err(ProposeError::Timeout(..)) => (
+            codes::REQUEST_TIMED_OUT,
+            "metadata change timed out".to_owned(),
+        ),
         Err(err) => (codes::NOT_CONTROLLER, err.to_string()),
     };
     names

@@ -1,0 +1,393 @@
+//! `PartitionLog`: one partition's log on one shard. Everything here runs on the shard's
+//! glommio executor; state lives in one `RefCell<Inner>` that is never borrowed across an
+//! `.await`.
+//!
+//! Write path, top to bottom:
+//! 1. `append` validates every batch of the request (all-or-nothing), copies the request once
+//!    into a tail buffer, patches baseOffset/partitionLeaderEpoch in that copy, rolls the
+//!    segment if size or age demand it, accounts each batch in its segment (indexes) and
+//!    pushes it to the tail cache. No await: it returns the assigned offsets at once.
+//! 2. It then makes sure a group-commit task exists (see `group_commit.rs`), which writes the
+//!    dirty bytes and fdatasyncs them, batching every append that arrives meanwhile.
+//! 3. The commit advances the written / durable offsets and wakes `wait_durable` and
+//!    `wait_for_data` waiters.
+//!
+//! Read path: offsets at or above the tail's first batch are served from memory; older ones by
+//! aligned DMA reads located through the sparse offset index.
+
+use crate::batch::{self, HEADER_BYTES};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::error::{copy_io_error, AppendError, EngineError, ReadError};
+use crate::recovery;
+use crate::segment::{align_down, align_up, Segment, SEGMENT_BYTES_MAX};
+use crate::tail::{Tail, TailEntry};
+use crate::wait::WaitList;
+use bytes::{Bytes, BytesMut};
+use glommio::io::DmaFile;
+use std::cell::RefCell;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+/// Smallest DMA read on the fetch path.
+const READ_CHUNK_BYTES: u64 = 64 << 10;
+/// Largest DMA read on the fetch path (a bigger first batch is still read whole).
+const READ_BYTES_MAX: u64 = 8 << 20;
+
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+pub struct ReadOutcome {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+pub(crate) struct Inner {
+    /// Ordered by base offset; the last one is the active segment.
+    pub segments: Vec<Rc<Segment>>,
+    pub tail: Tail,
+    /// Log end offset: the next offset to assign.
+    pub next_offset: i64,
+    /// Every batch below this is written to its file.
+    pub written_offset: i64,
+    /// Every batch below this is written and fdatasync'ed.
+    pub durable_offset: i64,
+    pub log_start: i64,
+    pub flusher_running: bool,
+    /// Skip the Interval delay (close is waiting).
+    pub flush_now: bool,
+    /// First write failure; the log refuses appends from then on.
+    pub failure: Option<io::Error>,
+    pub closed: bool,
+    pub fdatasyncs: u64,
+}
+
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) me: Weak<PartitionLog>,
+    pub(crate) inner: RefCell<Inner>,
+    /// Woken when `durable_offset` advances or a write fails.
+    pub(crate) durable_waiters: WaitList,
+    /// Woken when the high watermark advances.
+    pub(crate) data_waiters: WaitList,
+    /// Woken to cut an Interval delay short.
+    pub(crate) flush_wakeup: WaitList,
+    /// Woken when the group-commit task exits.
+    pub(crate) idle_waiters: WaitList,
+}
+
+impl PartitionLog {
+    /// Open (creating the dir if missing) and recover; see `recovery.rs`.
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<Rc<PartitionLog>, EngineError> {
+        let segments = recovery::recover_dir(dir, &config).await?;
+        let log_start = segments[0].base_offset;
+        let next_offset = segments.last().expect("at least one segment").state.borrow().next_offset;
+        tracing::info!(dir = %dir.display(), segments = segments.len(), log_start, next_offset, "partition log opened");
+        Ok(Rc::new_cyclic(|me| PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            me: me.clone(),
+            inner: RefCell::new(Inner {
+                segments,
+                tail: Tail::default(),
+                next_offset,
+                written_offset: next_offset,
+                durable_offset: next_offset,
+                log_start,
+                flusher_running: false,
+                flush_now: false,
+                failure: None,
+                closed: false,
+                fdatasyncs: 0,
+            }),
+            durable_waiters: WaitList::default(),
+            data_waiters: WaitList::default(),
+            flush_wakeup: WaitList::default(),
+            idle_waiters: WaitList::default(),
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Validate, assign offsets, append to the tail and schedule a group commit. No await.
+    pub fn append(&self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendOutcome, AppendError> {
+        {
+            let inner = self.inner.borrow();
+            if let Some(e) = &inner.failure {
+                return Err(AppendError::Storage(copy_io_error(e)));
+            }
+            if inner.closed {
+                return Err(AppendError::Storage(io::Error::other("partition log is closed")));
+            }
+        }
+        if records.is_empty() {
+            return Err(AppendError::CorruptMessage("no record batch in produce data".into()));
+        }
+        let mut pos = 0;
+        while pos < records.len() {
+            pos += batch::validate(&records[pos..], self.config.max_batch_bytes)?.total_bytes;
+        }
+        let mut copy = BytesMut::from(records);
+        let mut inner = self.inner.borrow_mut();
+        let base_offset = inner.next_offset;
+        let mut next = base_offset;
+        let mut pos = 0;
+        while pos < copy.len() {
+            let h = batch::peek(&copy[pos..]).expect("validated above");
+            batch::patch(&mut copy[pos..], next, leader_epoch);
+            next += i64::from(h.last_offset_delta) + 1;
+            pos += h.total_bytes;
+        }
+        let chunk = copy.freeze();
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let h = batch::peek(&chunk[pos..]).expect("validated above");
+            let seg = self.segment_for(&mut inner, h.total_bytes as u64, h.last_offset(), now_ms);
+            let position = {
+                let mut st = seg.state.borrow_mut();
+                let position = st.size;
+                st.account_batch(seg.base_offset, position, &h, self.config.index_interval_bytes, now_ms);
+                position
+            };
+            inner.tail.push(TailEntry {
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                segment_base: seg.base_offset,
+                position,
+                chunk: chunk.clone(),
+                start: pos,
+                len: h.total_bytes,
+            });
+            pos += h.total_bytes;
+        }
+        inner.next_offset = next;
+        let log_start_offset = inner.log_start;
+        drop(inner);
+        if self.config.flush != FlushPolicy::Durable {
+            self.data_waiters.wake_all();
+        }
+        self.schedule_flush();
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset: next - 1,
+            log_start_offset,
+        })
+    }
+
+    /// The active segment for a batch, rolling first if size or age demand it.
+    fn segment_for(&self, inner: &mut Inner, batch_bytes: u64, last_offset: i64, now_ms: i64) -> Rc<Segment> {
+        let active = inner.segments.last().expect("at least one segment").clone();
+        let roll = {
+            let st = active.state.borrow();
+            let size_max = self.config.segment_bytes.min(SEGMENT_BYTES_MAX);
+            let too_big = st.size + batch_bytes > size_max;
+            let too_old = st
+                .created_ms
+                .is_some_and(|c| now_ms.saturating_sub(c) >= self.config.segment_ms as i64);
+            let offsets_full = last_offset - active.base_offset > i64::from(u32::MAX);
+            st.size > 0 && (too_big || too_old || offsets_full)
+        };
+        if !roll {
+            return active;
+        }
+        let base = active.state.borrow().next_offset;
+        active.state.borrow_mut().closed = true;
+        tracing::debug!(dir = %self.dir.display(), base, "rolling segment");
+        let seg = Rc::new(Segment::new(&self.dir, base));
+        inner.segments.push(seg.clone());
+        seg
+    }
+
+    /// Resolve when everything up to `last_offset` is durable under the flush policy.
+    pub async fn wait_durable(&self, last_offset: i64) -> Result<(), io::Error> {
+        if self.config.flush != FlushPolicy::Durable {
+            return Ok(());
+        }
+        self.durable_waiters
+            .wait_until(|| {
+                let inner = self.inner.borrow();
+                inner.durable_offset > last_offset || inner.failure.is_some()
+            })
+            .await;
+        let inner = self.inner.borrow();
+        match &inner.failure {
+            Some(e) if inner.durable_offset <= last_offset => Err(copy_io_error(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolve when `high_watermark() > offset`.
+    pub async fn wait_for_data(&self, offset: i64) {
+        self.data_waiters.wait_until(|| self.high_watermark() > offset).await
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        let inner = self.inner.borrow();
+        match self.config.flush {
+            FlushPolicy::Durable => inner.durable_offset,
+            _ => inner.next_offset,
+        }
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.borrow().next_offset
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.borrow().log_start
+    }
+
+    /// How many fdatasyncs the group commit issued (metrics, tests).
+    pub fn fdatasync_count(&self) -> u64 {
+        self.inner.borrow().fdatasyncs
+    }
+
+    /// Whole batches from the one containing `offset`, up to `max_bytes` (first batch whole).
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, ReadError> {
+        let hw = self.high_watermark();
+        let log_start = self.log_start_offset();
+        if offset < log_start || offset > hw {
+            return Err(ReadError::OffsetOutOfRange { offset, log_start, hw });
+        }
+        let outcome = |records| ReadOutcome {
+            records,
+            high_watermark: hw,
+            log_start_offset: log_start,
+        };
+        if offset == hw {
+            return Ok(outcome(Bytes::new()));
+        }
+        if let Some(records) = self.inner.borrow().tail.read(offset, hw, max_bytes) {
+            return Ok(outcome(records));
+        }
+        let (file, start, limit) = self.locate(offset)?;
+        let records = read_from_file(&file, start, limit, offset, hw, max_bytes).await?;
+        Ok(outcome(records))
+    }
+
+    /// File, index-located scan start and written length of the segment holding `offset`.
+    fn locate(&self, offset: i64) -> Result<(Rc<DmaFile>, u64, u64), ReadError> {
+        let inner = self.inner.borrow();
+        let i = inner.segments.partition_point(|s| s.base_offset <= offset);
+        let seg = &inner.segments[i.checked_sub(1).expect("offset >= log start")];
+        let st = seg.state.borrow();
+        let file = seg
+            .file()
+            .ok_or_else(|| ReadError::Storage(io::Error::other("segment file missing (log closed?)")))?;
+        let relative = u32::try_from(offset - seg.base_offset).unwrap_or(u32::MAX);
+        let (_, position) = st.index.lookup(relative);
+        Ok((file, u64::from(position), st.written))
+    }
+
+    /// First offset whose batch maxTimestamp >= `ts`, with that timestamp.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ReadError> {
+        let hw = self.high_watermark();
+        let inner = self.inner.borrow();
+        for seg in &inner.segments {
+            let st = seg.state.borrow();
+            if let Some((found_ts, relative)) = st.time_index.lookup(ts) {
+                let offset = seg.base_offset + i64::from(relative);
+                return Ok((offset < hw).then_some((offset, found_ts)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Flush everything, write indexes, close files. Appends fail afterwards.
+    pub async fn close(&self) -> Result<(), io::Error> {
+        {
+            let mut inner = self.inner.borrow_mut();
+            if inner.closed {
+                return Ok(());
+            }
+            inner.closed = true;
+            inner.flush_now = true;
+        }
+        self.flush_wakeup.wake_all();
+        self.schedule_flush();
+        self.idle_waiters
+            .wait_until(|| !self.inner.borrow().flusher_running)
+            .await;
+        if let Some(e) = &self.inner.borrow().failure {
+            return Err(copy_io_error(e));
+        }
+        let segments = self.inner.borrow().segments.clone();
+        let active = segments.last().expect("at least one segment");
+        if let Some(file) = active.file() {
+            if self.config.flush != FlushPolicy::Durable {
+                file.fdatasync().await?;
+            }
+            active.persist_indexes().await?;
+        }
+        for seg in &segments {
+            if let Some(file) = seg.take_file() {
+                file.close_rc().await?;
+            }
+        }
+        tracing::info!(dir = %self.dir.display(), "partition log closed");
+        Ok(())
+    }
+}
+
+/// Whole batches from the one containing `offset`, read with aligned DMA reads starting at the
+/// index position `start` and never past the written length `limit`.
+async fn read_from_file(
+    file: &DmaFile,
+    start: u64,
+    limit: u64,
+    offset: i64,
+    end_offset: i64,
+    max_bytes: usize,
+) -> Result<Bytes, ReadError> {
+    let corrupt = |what: &str| ReadError::Storage(io::Error::new(io::ErrorKind::InvalidData, what.to_string()));
+    let align = file.alignment();
+    let mut pos = start;
+    let mut need = (max_bytes as u64).clamp(READ_CHUNK_BYTES, READ_BYTES_MAX);
+    while pos < limit {
+        let buf_start = align_down(pos, align);
+        let len = align_up(pos + need, align).min(align_up(limit, align)) - buf_start;
+        let data = file
+            .read_at_aligned(buf_start, len as usize)
+            .await
+            .map_err(|e| ReadError::Storage(e.into()))?;
+        let avail_end = (buf_start + data.len() as u64).min(limit);
+        let at = |p: u64| &data[(p - buf_start) as usize..(avail_end - buf_start) as usize];
+        while pos + HEADER_BYTES as u64 <= avail_end {
+            let h = batch::peek(at(pos)).ok_or_else(|| corrupt("bad batch header in written segment data"))?;
+            if h.last_offset() < offset {
+                pos += h.total_bytes as u64;
+                continue;
+            }
+            if pos + h.total_bytes as u64 > avail_end {
+                if pos + h.total_bytes as u64 > limit {
+                    return Err(corrupt("batch extends past the written segment data"));
+                }
+                need = h.total_bytes as u64;
+                break;
+            }
+            let first = pos;
+            let mut end = pos + h.total_bytes as u64;
+            while end + HEADER_BYTES as u64 <= avail_end {
+                let Some(next) = batch::peek(at(end)) else { break };
+                let next_end = end + next.total_bytes as u64;
+                if next.base_offset >= end_offset || next_end > avail_end || (next_end - first) as usize > max_bytes {
+                    break;
+                }
+                end = next_end;
+            }
+            let from = (first - buf_start) as usize;
+            return Ok(Bytes::copy_from_slice(&data[from..from + (end - first) as usize]));
+        }
+        if pos + HEADER_BYTES as u64 > avail_end && avail_end == limit {
+            break;
+        }
+    }
+    Ok(Bytes::new())
+}
