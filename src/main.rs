@@ -8,7 +8,7 @@ use clap::Parser;
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
 use pinlog_engine::{FlushPolicy, LogConfig};
-use pinlog_net::{build_mesh, run_shard, NetConfig, ShardParams};
+use pinlog_net::{build_mesh, run_shard, NetConfig, ShardMetrics, ShardParams};
 use pinlog_raft_shard::RaftShardConfig;
 use pinlog_tuning::{Cli, Command, Config, FlushPolicyName};
 
@@ -86,6 +86,7 @@ fn serve(config: Config) -> ExitCode {
     let signals = stop_signals();
     let mut stoppers = Vec::with_capacity(shard_count);
     let mut shards = Vec::with_capacity(shard_count);
+    let mut shard_metrics = Vec::with_capacity(shard_count);
     for (((shard_id, cpu), link), mesh) in plan
         .shard_cpus
         .iter()
@@ -95,6 +96,8 @@ fn serve(config: Config) -> ExitCode {
     {
         let (stopper, stop) = shared_channel::new_bounded(1);
         stoppers.push(stopper);
+        let metrics = ShardMetrics::new();
+        shard_metrics.push(metrics.clone());
         let params = ShardParams {
             shard_id: shard_id as u32,
             shard_count: shard_count as u32,
@@ -103,6 +106,7 @@ fn serve(config: Config) -> ExitCode {
             metadata_link: link,
             mesh,
             stop,
+            metrics,
         };
         let executor = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
             .name(&format!("shard-{shard_id}"))

@@ -1,1 +1,28 @@
+//! pinlog-engine: partition storage for one glommio shard.
+//!
+//! Every type here is `!Send` and lives on the shard's `LocalExecutor`. A partition is a
+//! directory of segments holding Kafka v2 record batches exactly as produced (only baseOffset
+//! and partitionLeaderEpoch are assigned, both outside the CRC). Start with `log.rs` (the
+//! write and read paths), then `group_commit.rs` (how appends become durable) and
+//! `recovery.rs` (what happens after a crash). The byte layout is in FORMAT.md.
 
+mod batch;
+mod config;
+mod error;
+mod group_commit;
+mod index;
+mod log;
+mod recovery;
+mod retention;
+mod segment;
+mod storage;
+mod tail;
+mod wait;
+
+pub use config::{FlushPolicy, LogConfig, MAX_BATCH_BYTES_DEFAULT};
+pub use error::{AppendError, EngineError, ReadError};
+pub use log::{AppendOutcome, PartitionLog, ReadOutcome};
+pub use storage::ShardStorage;
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -48,6 +50,9 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Err(FrameError::Closed) => return,
             Err(err @ (FrameError::TooLarge { .. } | FrameError::BadSize(_))) => {
                 tracing::warn!(%peer, %err, "closing connection");
+                ctx.metrics
+                    .connections_closed_on_error_total
+                    .fetch_add(1, Relaxed);
                 return;
             }
             Err(err) => {
@@ -55,15 +60,27 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 return;
             }
         };
-        let pending = match api::dispatch(ctx, frame) {
-            Ok(pending) => pending,
+        let started = Instant::now();
+        let (api, pending) = match api::dispatch(ctx, frame) {
+            Ok(dispatched) => dispatched,
             Err(err) => {
                 tracing::warn!(%peer, %err, "closing connection");
+                ctx.metrics
+                    .connections_closed_on_error_total
+                    .fetch_add(1, Relaxed);
                 return;
             }
         };
+        let metrics = ctx.metrics.clone();
+        metrics.requests_in_flight.fetch_add(1, Relaxed);
         // Dropping the JoinHandle would not cancel the task, and the writer awaits it, so no response is lost.
-        let task = glommio::spawn_local(pending).detach();
+        let task = glommio::spawn_local(async move {
+            let response = pending.await;
+            metrics.request_done(api, started.elapsed());
+            metrics.requests_in_flight.fetch_sub(1, Relaxed);
+            response
+        })
+        .detach();
         if tx.send(task).await.is_err() {
             return; // the writer stopped: the socket is gone
         }

@@ -12,6 +12,7 @@ use pinlog_engine::{LogConfig, ShardStorage};
 use pinlog_raft_shard::{MetadataClient, MetadataSnapshot};
 
 use crate::mesh::Mesh;
+use crate::metrics::ShardMetrics;
 
 /// Broker-wide settings the protocol layer enforces. Built once by the binary from the validated config.
 #[derive(Clone, Debug)]
@@ -43,6 +44,7 @@ pub struct ShardContext {
     pub metadata: Rc<MetadataClient>,
     pub mesh: Mesh,
     pub connections: Cell<usize>,
+    pub metrics: Arc<ShardMetrics>,
 }
 
 impl ShardContext {

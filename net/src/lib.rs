@@ -21,6 +21,7 @@ pub mod connection;
 pub mod context;
 pub mod frame;
 pub mod mesh;
+pub mod metrics;
 pub mod partition_ops;
 pub mod route;
 pub mod runtime;
@@ -28,4 +29,5 @@ pub mod server;
 
 pub use context::NetConfig;
 pub use mesh::{build_mesh, MeshEndpoints};
+pub use metrics::ShardMetrics;
 pub use runtime::{run_shard, ShardParams};

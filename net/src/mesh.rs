@@ -9,6 +9,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
@@ -18,6 +20,7 @@ use glommio::channels::shared_channel::{
 use glommio::sync::Semaphore;
 
 use crate::context::ShardContext;
+use crate::metrics::ShardMetrics;
 use crate::partition_ops::{PartitionReply, PartitionRequest};
 
 /// Messages in flight between two shards per shared channel.
@@ -80,12 +83,14 @@ pub struct Mesh {
     inflight: Vec<Semaphore>,
     pending: RefCell<HashMap<u64, oneshot::Sender<PartitionReply>>>,
     next_id: Cell<u64>,
+    metrics: Arc<ShardMetrics>,
 }
 
 impl Mesh {
     /// Connects this shard's senders; the receivers are returned to be served by [`serve_peer`].
     pub async fn connect(
         endpoints: MeshEndpoints,
+        metrics: Arc<ShardMetrics>,
     ) -> (Mesh, Vec<(u32, ConnectedReceiver<MeshMsg>)>) {
         let mut senders = Vec::with_capacity(endpoints.senders.len());
         for tx in endpoints.senders {
@@ -108,13 +113,9 @@ impl Mesh {
             inflight,
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
+            metrics,
         };
         (mesh, receivers)
-    }
-
-    /// Requests waiting for an answer from other shards (an operator-visible queue depth).
-    pub fn pending_len(&self) -> usize {
-        self.pending.borrow().len()
     }
 
     /// Runs `request` on shard `peer` and returns its reply, bounded by `deadline`.
@@ -136,6 +137,7 @@ impl Mesh {
         self.next_id.set(id + 1);
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(id, tx);
+        self.metrics.mesh_pending.fetch_add(1, Relaxed);
         let _forget = PendingGuard { mesh: self, id };
         let exchange = async {
             sender
@@ -178,6 +180,7 @@ struct PendingGuard<'a> {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.mesh.pending.borrow_mut().remove(&self.id);
+        self.mesh.metrics.mesh_pending.fetch_sub(1, Relaxed);
     }
 }
 

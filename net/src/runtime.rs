@@ -17,6 +17,7 @@ use pinlog_raft_shard::{MetadataClient, MetadataSnapshot, ShardLink};
 
 use crate::context::{NetConfig, ShardContext};
 use crate::mesh::{serve_peer, Mesh, MeshEndpoints};
+use crate::metrics::ShardMetrics;
 use crate::route::open_local;
 use crate::server::accept_loop;
 
@@ -30,6 +31,7 @@ pub struct ShardParams {
     /// A message (or the sender going away) asks the shard to stop: it stops accepting, flushes and closes its
     /// partitions, and returns.
     pub stop: SharedReceiver<()>,
+    pub metrics: Arc<ShardMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +46,7 @@ pub enum ShardError {
 
 pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
     let metadata = MetadataClient::connect(params.metadata_link).await;
-    let (mesh, peers) = Mesh::connect(params.mesh).await;
+    let (mesh, peers) = Mesh::connect(params.mesh, params.metrics.clone()).await;
     let ctx = Rc::new(ShardContext {
         shard_id: params.shard_id,
         shard_count: params.shard_count,
@@ -53,6 +55,7 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
         metadata,
         mesh,
         connections: Cell::new(0),
+        metrics: params.metrics,
     });
     for (peer, receiver) in peers {
         glommio::spawn_local(serve_peer(Rc::downgrade(&ctx), peer, receiver)).detach();
@@ -118,6 +121,10 @@ impl Placement {
                 self.open.borrow_mut().insert((topic, partition), id);
             }
         }
+        let open = ctx.storage.partitions().len() as u64;
+        ctx.metrics
+            .partitions_open
+            .store(open, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use glommio::net::TcpListener;
@@ -31,15 +32,18 @@ pub async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener) {
         let open = ctx.connections.get();
         if open >= ctx.config.max_connections_per_shard {
             tracing::warn!(%peer, open, limit = ctx.config.max_connections_per_shard, "connection refused: max_connections_per_shard reached");
+            ctx.metrics.connections_refused_total.fetch_add(1, Relaxed);
             drop(stream);
             continue;
         }
         ctx.connections.set(open + 1);
+        ctx.metrics.connections_open.fetch_add(1, Relaxed);
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
             tracing::debug!(%peer, shard = ctx.shard_id, "connection opened");
             connection::serve(ctx.clone(), stream, peer).await;
             ctx.connections.set(ctx.connections.get() - 1);
+            ctx.metrics.connections_open.fetch_sub(1, Relaxed);
             tracing::debug!(%peer, shard = ctx.shard_id, "connection closed");
         })
         .detach();

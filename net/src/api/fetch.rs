@@ -7,6 +7,7 @@
 //! consumer can never be stuck behind a batch larger than its limits.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -67,6 +68,9 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchRespon
         let failed = got.iter().any(|g| g.error_code != codes::NONE);
         let now = Instant::now();
         if bytes >= min_bytes || failed || now >= deadline || wanted.is_empty() {
+            ctx.metrics
+                .fetch_bytes_total
+                .fetch_add(bytes as u64, Relaxed);
             return response(wanted, got);
         }
         wait_for_any(&ctx, &wanted, &got, deadline - now).await;

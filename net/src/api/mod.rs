@@ -90,7 +90,11 @@ impl HeaderStart {
 }
 
 /// Decodes one request frame and starts its handler. Errors mean the connection must be closed.
-pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<PendingResponse, RequestError> {
+/// Returns the request's API with its pending response.
+pub fn dispatch(
+    ctx: &Rc<ShardContext>,
+    frame: Bytes,
+) -> Result<(ApiKey, PendingResponse), RequestError> {
     let start = HeaderStart::parse(&frame);
     let api =
         ApiKey::try_from(start.api_key).map_err(|_| RequestError::UnknownApi(start.api_key))?;
@@ -98,9 +102,12 @@ pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<PendingResponse,
     let version = start.api_version;
     if api == ApiKey::ApiVersions && version > max {
         // KIP-511: a client newer than us gets a v0 answer listing what we support.
-        return Ok(ready(api_versions::unsupported_version_answer(
-            start.correlation_id,
-        )));
+        return Ok((
+            api,
+            ready(api_versions::unsupported_version_answer(
+                start.correlation_id,
+            )),
+        ));
     }
     if version < min || version > max {
         return Err(RequestError::UnsupportedVersion {
@@ -111,7 +118,7 @@ pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<PendingResponse,
         });
     }
     if api == ApiKey::Produce && version < produce::CODEC_VERSION_MIN {
-        return produce::dispatch_legacy(ctx, start, frame);
+        return Ok((api, produce::dispatch_legacy(ctx, start, frame)?));
     }
     let malformed = |reason: String| RequestError::Malformed {
         api,
@@ -123,7 +130,7 @@ pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<PendingResponse,
         .map_err(|e| malformed(e.to_string()))?;
     let ctx = ctx.clone();
     let id = header.correlation_id;
-    Ok(match api {
+    let pending = match api {
         ApiKey::Produce => {
             produce::dispatch(ctx, id, version, decode(&mut body, version, malformed)?)
         }
@@ -177,7 +184,8 @@ pub fn dispatch(ctx: &Rc<ShardContext>, frame: Bytes) -> Result<PendingResponse,
             ),
         ),
         other => return Err(RequestError::UnknownApi(other as i16)),
-    })
+    };
+    Ok((api, pending))
 }
 
 fn decode<T: Decodable>(

@@ -3,6 +3,7 @@
 //! from one producer reach a partition in the order they were sent.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -103,11 +104,16 @@ fn run(
                 let index = p.index;
                 let op = match p.records {
                     _ if !matches!(acks, -1..=1) => Err(codes::INVALID_REQUIRED_ACKS),
-                    Some(records) => Ok(PartitionOp::Produce {
-                        records,
-                        acks,
-                        timeout,
-                    }),
+                    Some(records) => {
+                        ctx.metrics
+                            .produce_bytes_total
+                            .fetch_add(records.len() as u64, Relaxed);
+                        Ok(PartitionOp::Produce {
+                            records,
+                            acks,
+                            timeout,
+                        })
+                    }
                     None => Err(codes::CORRUPT_MESSAGE),
                 };
                 let request = op.map(|op| PartitionRequest {

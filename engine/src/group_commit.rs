@@ -1,0 +1,225 @@
+//! Group commit: at most one write + fdatasync in flight per partition.
+//!
+//! The loop, in order:
+//! 1. `append` calls `schedule_flush`; if no commit task runs and there is dirty data, one is
+//!    spawned. No task, no timer exists for an idle partition.
+//! 2. Interval policy only: the task first waits `interval_ms` (or until `close` cuts it short).
+//! 3. The task takes the oldest segment with dirty bytes and copies them, starting with the
+//!    partial last block already on disk (O_DIRECT writes whole blocks), from the tail into one
+//!    aligned DMA buffer of at most `flush_bytes_max`.
+//! 4. It grows the preallocation if needed, writes the buffer, fdatasyncs (unless policy Never)
+//!    and, for a rolled segment now fully written, trims the file and persists its indexes.
+//! 5. It advances `written_offset` / `durable_offset`, evicts written tail bytes over budget and
+//!    wakes `wait_durable` and `wait_for_data` waiters. Every append that arrived during steps
+//!    3–4 is covered by the next iteration: one fdatasync for all of them.
+//! 6. When nothing is dirty the task exits. A write error is recorded: the log then refuses
+//!    appends and fails durability waiters (KAFKA_STORAGE_ERROR).
+
+use crate::config::FlushPolicy;
+use crate::log::PartitionLog;
+use crate::segment::{align_down, align_up, Segment, PREALLOCATE_STEP_BYTES, SEGMENT_BYTES_MAX};
+use glommio::io::{DmaBuffer, DmaFile};
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Largest single write of the group commit.
+pub const FLUSH_BYTES_MAX: usize = 4 << 20;
+
+/// Where the dirty bytes of one segment, copied into an aligned buffer, go and what they cover.
+struct FlushJob {
+    /// Aligned file position of the buffer.
+    file_pos: u64,
+    /// Logical end of the data in the buffer (segment position).
+    end_pos: u64,
+    /// Offset after the last batch in the buffer.
+    end_offset: i64,
+    /// Bytes of the new partial last block.
+    partial_block: Vec<u8>,
+}
+
+impl PartitionLog {
+    /// Spawn the commit task if there is dirty data and none is running.
+    pub(crate) fn schedule_flush(&self) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            if inner.flusher_running || self.first_dirty_segment_in(&inner).is_none() {
+                return;
+            }
+            inner.flusher_running = true;
+        }
+        let log = self.me.upgrade().expect("called through a live Rc");
+        glommio::spawn_local(run(log)).detach();
+    }
+
+    fn first_dirty_segment_in(&self, inner: &crate::log::Inner) -> Option<Rc<Segment>> {
+        let mut found = None;
+        for seg in inner.segments.iter().rev() {
+            let st = seg.state.borrow();
+            if st.written < st.size || (st.closed && !st.finalized) {
+                found = Some(seg.clone());
+            } else {
+                break;
+            }
+        }
+        found
+    }
+
+    fn first_dirty_segment(&self) -> Option<Rc<Segment>> {
+        self.first_dirty_segment_in(&self.inner.borrow())
+    }
+
+    /// Copy the dirty bytes of `seg` from the tail into an aligned buffer.
+    fn build_job(&self, seg: &Segment, file: &DmaFile) -> Option<(DmaBuffer, FlushJob)> {
+        let inner = self.inner.borrow();
+        let st = seg.state.borrow();
+        if st.written == st.size {
+            return None;
+        }
+        let align = file.alignment();
+        let file_pos = align_down(st.written, align);
+        assert_eq!(st.partial_block.len() as u64, st.written - file_pos, "partial block tracks written");
+        let first = inner.tail.find(st.written_offset);
+        let mut end_pos = st.written;
+        let mut end_offset = st.written_offset;
+        let mut last = first;
+        while let Some(e) = inner.tail.get(last) {
+            let len = e.len as u64;
+            if e.segment_base != seg.base_offset || (end_pos > st.written && end_pos + len - st.written > FLUSH_BYTES_MAX as u64) {
+                break;
+            }
+            assert_eq!(e.position, end_pos, "dirty tail entries are contiguous in the segment");
+            end_pos += len;
+            end_offset = e.last_offset + 1;
+            last += 1;
+        }
+        assert!(end_pos > st.written, "unwritten segment bytes must be in the tail");
+        let mut buf = file.alloc_dma_buffer((align_up(end_pos, align) - file_pos) as usize);
+        let dst = buf.as_bytes_mut();
+        let mut at = st.partial_block.len();
+        dst[..at].copy_from_slice(&st.partial_block);
+        for i in first..last {
+            let src = inner.tail.get(i).expect("index in range").bytes();
+            dst[at..at + src.len()].copy_from_slice(src);
+            at += src.len();
+        }
+        dst[at..].fill(0);
+        let block = (align_down(end_pos, align) - file_pos) as usize;
+        let partial_block = dst[block..at].to_vec();
+        Some((
+            buf,
+            FlushJob {
+                file_pos,
+                end_pos,
+                end_offset,
+                partial_block,
+            },
+        ))
+    }
+
+    /// Write, sync and (for a rolled segment) finalize one segment.
+    async fn flush_segment(&self, seg: &Segment) -> io::Result<()> {
+        let file = seg.ensure_file().await?;
+        let job = match self.build_job(seg, &file) {
+            Some((buf, job)) => {
+                let len = buf.len();
+                self.ensure_allocated(seg, &file, job.file_pos + len as u64).await?;
+                let written = file.write_at(buf, job.file_pos).await?;
+                if written != len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("short write: {written} of {len} bytes"),
+                    ));
+                }
+                Some(job)
+            }
+            None => None,
+        };
+        let finalize = {
+            let st = seg.state.borrow();
+            let written = job.as_ref().map_or(st.written, |j| j.end_pos);
+            st.closed && !st.finalized && written == st.size
+        };
+        let align = file.alignment();
+        if finalize {
+            let size = seg.state.borrow().size;
+            file.truncate(align_up(size, align)).await?;
+        }
+        let sync = finalize || (job.is_some() && self.config.flush != FlushPolicy::Never);
+        if sync {
+            file.fdatasync().await?;
+            self.inner.borrow_mut().fdatasyncs += 1;
+        }
+        if let Some(job) = job {
+            self.complete(seg, job, sync);
+        }
+        if finalize {
+            seg.persist_indexes().await?;
+            let mut st = seg.state.borrow_mut();
+            st.allocated = align_up(st.size, align);
+            st.finalized = true;
+        }
+        Ok(())
+    }
+
+    /// Grow the preallocation in large steps so writes never extend the file.
+    async fn ensure_allocated(&self, seg: &Segment, file: &DmaFile, end: u64) -> io::Result<()> {
+        let allocated = seg.state.borrow().allocated;
+        if end <= allocated {
+            return Ok(());
+        }
+        let align = file.alignment();
+        let cap = align_up(self.config.segment_bytes.min(SEGMENT_BYTES_MAX), align);
+        let target = align_up(end.max((allocated + PREALLOCATE_STEP_BYTES).min(cap)), align);
+        file.pre_allocate(target, false).await?;
+        seg.state.borrow_mut().allocated = target;
+        Ok(())
+    }
+
+    /// Publish a finished write: offsets, tail eviction, waiters.
+    fn complete(&self, seg: &Segment, job: FlushJob, synced: bool) {
+        {
+            let mut st = seg.state.borrow_mut();
+            assert!(job.end_pos > st.written && job.end_offset > st.written_offset, "commits move forward");
+            st.written = job.end_pos;
+            st.written_offset = job.end_offset;
+            st.partial_block = job.partial_block;
+        }
+        let mut inner = self.inner.borrow_mut();
+        inner.written_offset = job.end_offset;
+        if synced {
+            inner.durable_offset = inner.durable_offset.max(job.end_offset);
+        }
+        let written = inner.written_offset;
+        inner.tail.evict(self.config.tail_cache_bytes, written);
+        drop(inner);
+        if synced && self.config.flush == FlushPolicy::Durable {
+            self.durable_waiters.wake_all();
+            self.data_waiters.wake_all();
+        }
+    }
+
+    fn fail(&self, e: io::Error) {
+        tracing::error!(dir = %self.dir.display(), error = %e, "partition write failed; refusing appends");
+        self.inner.borrow_mut().failure = Some(e);
+        self.durable_waiters.wake_all();
+    }
+}
+
+async fn run(log: Rc<PartitionLog>) {
+    if let FlushPolicy::Interval { interval_ms } = log.config.flush {
+        let early = log.flush_wakeup.wait_until(|| log.inner.borrow().flush_now);
+        futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(interval_ms)), early).await;
+    }
+    while let Some(seg) = log.first_dirty_segment() {
+        if log.inner.borrow().failure.is_some() {
+            break;
+        }
+        if let Err(e) = log.flush_segment(&seg).await {
+            log.fail(e);
+            break;
+        }
+    }
+    log.inner.borrow_mut().flusher_running = false;
+    log.idle_waiters.wake_all();
+}

@@ -1,0 +1,192 @@
+//! Operator metrics of one shard: counters, gauges and latency histograms.
+//!
+//! Each shard writes only its own `ShardMetrics` (relaxed atomics: no lock, no cache line shared with another
+//! writer); the metrics endpoint reads all shards' and renders the Prometheus text format. Recording is a couple
+//! of atomic adds, cheap enough for the request path.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+
+use crate::api::SUPPORTED_APIS;
+
+/// Histogram bucket upper bounds grow by 2x from 16 µs; the last finite bound is ~67 s.
+const LATENCY_BUCKETS: usize = 23;
+const LATENCY_BUCKET_FIRST_US: u64 = 16;
+
+#[derive(Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+    overflow: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, elapsed: Duration) {
+        let us = elapsed.as_micros() as u64;
+        let index = (us.max(1).div_ceil(LATENCY_BUCKET_FIRST_US))
+            .next_power_of_two()
+            .trailing_zeros() as usize;
+        match self.buckets.get(index) {
+            Some(bucket) => bucket.fetch_add(1, Relaxed),
+            None => self.overflow.fetch_add(1, Relaxed),
+        };
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    fn bound_seconds(index: usize) -> f64 {
+        (LATENCY_BUCKET_FIRST_US << index) as f64 / 1e6
+    }
+}
+
+#[derive(Default)]
+pub struct ShardMetrics {
+    pub connections_open: AtomicU64,
+    pub connections_refused_total: AtomicU64,
+    pub connections_closed_on_error_total: AtomicU64,
+    /// Requests started but not yet answered, over all connections (the pipelines' depth).
+    pub requests_in_flight: AtomicU64,
+    /// Requests waiting for another shard's answer (the mesh queue depth).
+    pub mesh_pending: AtomicU64,
+    pub produce_bytes_total: AtomicU64,
+    pub fetch_bytes_total: AtomicU64,
+    pub partitions_open: AtomicU64,
+    requests_total: [AtomicU64; SUPPORTED_APIS.len()],
+    request_latency: [LatencyHistogram; SUPPORTED_APIS.len()],
+}
+
+impl ShardMetrics {
+    pub fn new() -> Arc<ShardMetrics> {
+        Arc::new(ShardMetrics::default())
+    }
+
+    /// One request of `api` answered after `elapsed` (from decode to the response being ready).
+    pub fn request_done(&self, api: ApiKey, elapsed: Duration) {
+        if let Some(i) = SUPPORTED_APIS.iter().position(|(k, _, _)| *k == api) {
+            self.requests_total[i].fetch_add(1, Relaxed);
+            self.request_latency[i].record(elapsed);
+        }
+    }
+}
+
+/// Picks one counter or gauge out of a shard's metrics.
+type Field = fn(&ShardMetrics) -> &AtomicU64;
+
+/// Renders every shard's metrics in the Prometheus text exposition format.
+pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
+    let mut out = String::new();
+    let gauges: [(&str, &str, Field); 8] = [
+        ("pinlog_connections_open", "gauge", |m| &m.connections_open),
+        ("pinlog_connections_refused_total", "counter", |m| {
+            &m.connections_refused_total
+        }),
+        ("pinlog_connections_closed_on_error_total", "counter", |m| {
+            &m.connections_closed_on_error_total
+        }),
+        ("pinlog_requests_in_flight", "gauge", |m| {
+            &m.requests_in_flight
+        }),
+        ("pinlog_mesh_pending_requests", "gauge", |m| &m.mesh_pending),
+        ("pinlog_produce_bytes_total", "counter", |m| {
+            &m.produce_bytes_total
+        }),
+        ("pinlog_fetch_bytes_total", "counter", |m| {
+            &m.fetch_bytes_total
+        }),
+        ("pinlog_partitions_open", "gauge", |m| &m.partitions_open),
+    ];
+    for (name, kind, get) in gauges {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (shard, m) in shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", get(m).load(Relaxed));
+        }
+    }
+    let _ = writeln!(out, "# TYPE pinlog_requests_total counter");
+    let _ = writeln!(out, "# TYPE pinlog_request_latency_seconds histogram");
+    for (shard, m) in shards.iter().enumerate() {
+        for (i, (api, _, _)) in SUPPORTED_APIS.iter().enumerate() {
+            let labels = format!("shard=\"{shard}\",api=\"{api:?}\"");
+            let _ = writeln!(
+                out,
+                "pinlog_requests_total{{{labels}}} {}",
+                m.requests_total[i].load(Relaxed)
+            );
+            let h = &m.request_latency[i];
+            let mut cumulative = 0;
+            for (b, bucket) in h.buckets.iter().enumerate() {
+                cumulative += bucket.load(Relaxed);
+                let le = LatencyHistogram::bound_seconds(b);
+                let _ = writeln!(
+                    out,
+                    "pinlog_request_latency_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            cumulative += h.overflow.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "pinlog_request_latency_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
+            );
+            let sum = h.sum_us.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "pinlog_request_latency_seconds_sum{{{labels}}} {sum}");
+            let _ = writeln!(
+                out,
+                "pinlog_request_latency_seconds_count{{{labels}}} {cumulative}"
+            );
+        }
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `addr` from a plain thread (scrapes are rare; this keeps them off the shards).
+pub fn serve(
+    addr: SocketAddr,
+    shards: Vec<Arc<ShardMetrics>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)?;
+    tracing::info!(%addr, "metrics endpoint listening (GET /metrics)");
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let body = render(&shards);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_and_rendering() {
+        let m = ShardMetrics::new();
+        m.request_done(ApiKey::Produce, Duration::from_micros(10));
+        m.request_done(ApiKey::Produce, Duration::from_micros(20));
+        m.request_done(ApiKey::Produce, Duration::from_secs(1000));
+        let h = &m.request_latency[0];
+        assert_eq!(h.buckets[0].load(Relaxed), 1, "10 µs <= 16 µs");
+        assert_eq!(h.buckets[1].load(Relaxed), 1, "20 µs <= 32 µs");
+        assert_eq!(h.overflow.load(Relaxed), 1);
+        let text = render(&[m]);
+        assert!(
+            text.contains("pinlog_requests_total{shard=\"0\",api=\"Produce\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "pinlog_request_latency_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"+Inf\"} 3"
+        ));
+    }
+}
