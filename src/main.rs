@@ -121,6 +121,12 @@ fn serve(config: Config) -> ExitCode {
         }
     }
     tracing::info!(node_id = config.node_id, listen = %config.listen, shards = shard_count, data_dir = %config.data_dir.display(), "pinlog started");
+    if let Some(addr) = config.metrics_listen {
+        if let Err(err) = pinlog_net::metrics::serve(addr, shard_metrics) {
+            tracing::error!(%addr, %err, "cannot start the metrics endpoint (metrics_listen)");
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(err) = relay_stop_signal(signals, stoppers) {
         tracing::error!(%err, "cannot wait for stop signals");
         return ExitCode::FAILURE;
@@ -220,5 +226,6 @@ fn net_config(config: &Config) -> NetConfig {
         retention_check_interval: Duration::from_millis(config.retention_check_interval_ms),
         log_defaults,
         inflight_requests_per_connection_max: INFLIGHT_REQUESTS_PER_CONNECTION_MAX,
+        inflight_request_bytes_max: config.inflight_request_bytes_max,
     }
 }

@@ -45,4 +45,4 @@ fi
 "$venv/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest, pytest_timeout, crc32c' \
     || { echo "install-deps: python packages failed to import" >&2; exit 1; }
 command -v kcat >/dev/null || { echo "install-deps: kcat missing" >&2; exit 1; }
-echo "install-deps: ok ($("$venv/bin/python" --version), kcat $(kcat -V 2>&1 | sed -n 's/.*kcat - .*//;1p' | head -c0)$(dpkg-query -W -f='${Version}' kcat 2>/dev/null || echo '?'))"
+echo "install-deps: ok ($("$venv/bin/python" --version), kcat $(dpkg-query -W -f='${Version}' kcat 2>/dev/null || echo installed))"

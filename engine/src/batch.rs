@@ -187,7 +187,12 @@ mod tests {
         let mut magic1 = good.clone();
         magic1[MAGIC_POS] = 1;
         assert_eq!(validate(&magic1, 1 << 20).unwrap_err().kafka_code(), 43);
-        assert_eq!(validate(&good[..good.len() - 1], 1 << 20).unwrap_err().kafka_code(), 2);
+        assert_eq!(
+            validate(&good[..good.len() - 1], 1 << 20)
+                .unwrap_err()
+                .kafka_code(),
+            2
+        );
         assert_eq!(validate(&good[..5], 1 << 20).unwrap_err().kafka_code(), 2);
         assert_eq!(validate(&good, 20).unwrap_err().kafka_code(), 10);
         let mut count = good.clone();

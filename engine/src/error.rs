@@ -41,7 +41,11 @@ impl AppendError {
 #[derive(thiserror::Error, Debug)]
 pub enum ReadError {
     #[error("offset {offset} is outside [{log_start}, {hw}]")]
-    OffsetOutOfRange { offset: i64, log_start: i64, hw: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        hw: i64,
+    },
     #[error("partition read failure: {0}")]
     Storage(#[source] io::Error),
 }

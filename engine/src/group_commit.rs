@@ -78,22 +78,34 @@ impl PartitionLog {
         }
         let align = file.alignment();
         let file_pos = align_down(st.written, align);
-        assert_eq!(st.partial_block.len() as u64, st.written - file_pos, "partial block tracks written");
+        assert_eq!(
+            st.partial_block.len() as u64,
+            st.written - file_pos,
+            "partial block tracks written"
+        );
         let first = inner.tail.find(st.written_offset);
         let mut end_pos = st.written;
         let mut end_offset = st.written_offset;
         let mut last = first;
         while let Some(e) = inner.tail.get(last) {
             let len = e.len as u64;
-            if e.segment_base != seg.base_offset || (end_pos > st.written && end_pos + len - st.written > FLUSH_BYTES_MAX as u64) {
+            if e.segment_base != seg.base_offset
+                || (end_pos > st.written && end_pos + len - st.written > FLUSH_BYTES_MAX as u64)
+            {
                 break;
             }
-            assert_eq!(e.position, end_pos, "dirty tail entries are contiguous in the segment");
+            assert_eq!(
+                e.position, end_pos,
+                "dirty tail entries are contiguous in the segment"
+            );
             end_pos += len;
             end_offset = e.last_offset + 1;
             last += 1;
         }
-        assert!(end_pos > st.written, "unwritten segment bytes must be in the tail");
+        assert!(
+            end_pos > st.written,
+            "unwritten segment bytes must be in the tail"
+        );
         let mut buf = file.alloc_dma_buffer((align_up(end_pos, align) - file_pos) as usize);
         let dst = buf.as_bytes_mut();
         let mut at = st.partial_block.len();
@@ -123,7 +135,8 @@ impl PartitionLog {
         let job = match self.build_job(seg, &file) {
             Some((buf, job)) => {
                 let len = buf.len();
-                self.ensure_allocated(seg, &file, job.file_pos + len as u64).await?;
+                self.ensure_allocated(seg, &file, job.file_pos + len as u64)
+                    .await?;
                 let written = file.write_at(buf, job.file_pos).await?;
                 if written != len {
                     return Err(io::Error::new(
@@ -170,7 +183,10 @@ impl PartitionLog {
         }
         let align = file.alignment();
         let cap = align_up(self.config.segment_bytes.min(SEGMENT_BYTES_MAX), align);
-        let target = align_up(end.max((allocated + PREALLOCATE_STEP_BYTES).min(cap)), align);
+        let target = align_up(
+            end.max((allocated + PREALLOCATE_STEP_BYTES).min(cap)),
+            align,
+        );
         file.pre_allocate(target, false).await?;
         seg.state.borrow_mut().allocated = target;
         Ok(())
@@ -180,7 +196,10 @@ impl PartitionLog {
     fn complete(&self, seg: &Segment, job: FlushJob, synced: bool) {
         {
             let mut st = seg.state.borrow_mut();
-            assert!(job.end_pos > st.written && job.end_offset > st.written_offset, "commits move forward");
+            assert!(
+                job.end_pos > st.written && job.end_offset > st.written_offset,
+                "commits move forward"
+            );
             st.written = job.end_pos;
             st.written_offset = job.end_offset;
             st.partial_block = job.partial_block;
@@ -209,7 +228,11 @@ impl PartitionLog {
 async fn run(log: Rc<PartitionLog>) {
     if let FlushPolicy::Interval { interval_ms } = log.config.flush {
         let early = log.flush_wakeup.wait_until(|| log.inner.borrow().flush_now);
-        futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(interval_ms)), early).await;
+        futures_lite::future::or(
+            glommio::timer::sleep(Duration::from_millis(interval_ms)),
+            early,
+        )
+        .await;
     }
     while let Some(seg) = log.first_dirty_segment() {
         if log.inner.borrow().failure.is_some() {

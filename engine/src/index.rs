@@ -59,7 +59,7 @@ impl OffsetIndex {
 
     /// `None` if the bytes are not a well-formed, strictly increasing index.
     pub fn decode(bytes: &[u8]) -> Option<OffsetIndex> {
-        if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
             return None;
         }
         let mut index = OffsetIndex::default();
@@ -110,7 +110,7 @@ impl TimeIndex {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<TimeIndex> {
-        if bytes.len() % TIME_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_BYTES) {
             return None;
         }
         let mut index = TimeIndex::default();

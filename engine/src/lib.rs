@@ -11,6 +11,7 @@ mod config;
 mod error;
 mod group_commit;
 mod index;
+mod iopoll_probe;
 mod log;
 mod recovery;
 mod retention;

@@ -34,12 +34,14 @@ const READ_CHUNK_BYTES: u64 = 64 << 10;
 /// Largest DMA read on the fetch path (a bigger first batch is still read whole).
 const READ_BYTES_MAX: u64 = 8 << 20;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendOutcome {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
 }
 
+#[derive(Clone, Debug)]
 pub struct ReadOutcome {
     pub records: Bytes,
     pub high_watermark: i64,
@@ -86,7 +88,12 @@ impl PartitionLog {
     pub async fn open(dir: &Path, config: LogConfig) -> Result<Rc<PartitionLog>, EngineError> {
         let segments = recovery::recover_dir(dir, &config).await?;
         let log_start = segments[0].base_offset;
-        let next_offset = segments.last().expect("at least one segment").state.borrow().next_offset;
+        let next_offset = segments
+            .last()
+            .expect("at least one segment")
+            .state
+            .borrow()
+            .next_offset;
         tracing::info!(dir = %dir.display(), segments = segments.len(), log_start, next_offset, "partition log opened");
         Ok(Rc::new_cyclic(|me| PartitionLog {
             dir: dir.to_path_buf(),
@@ -117,18 +124,27 @@ impl PartitionLog {
     }
 
     /// Validate, assign offsets, append to the tail and schedule a group commit. No await.
-    pub fn append(&self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendOutcome, AppendError> {
+    pub fn append(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
         {
             let inner = self.inner.borrow();
             if let Some(e) = &inner.failure {
                 return Err(AppendError::Storage(copy_io_error(e)));
             }
             if inner.closed {
-                return Err(AppendError::Storage(io::Error::other("partition log is closed")));
+                return Err(AppendError::Storage(io::Error::other(
+                    "partition log is closed",
+                )));
             }
         }
         if records.is_empty() {
-            return Err(AppendError::CorruptMessage("no record batch in produce data".into()));
+            return Err(AppendError::CorruptMessage(
+                "no record batch in produce data".into(),
+            ));
         }
         let mut pos = 0;
         while pos < records.len() {
@@ -153,7 +169,13 @@ impl PartitionLog {
             let position = {
                 let mut st = seg.state.borrow_mut();
                 let position = st.size;
-                st.account_batch(seg.base_offset, position, &h, self.config.index_interval_bytes, now_ms);
+                st.account_batch(
+                    seg.base_offset,
+                    position,
+                    &h,
+                    self.config.index_interval_bytes,
+                    now_ms,
+                );
                 position
             };
             inner.tail.push(TailEntry {
@@ -182,7 +204,13 @@ impl PartitionLog {
     }
 
     /// The active segment for a batch, rolling first if size or age demand it.
-    fn segment_for(&self, inner: &mut Inner, batch_bytes: u64, last_offset: i64, now_ms: i64) -> Rc<Segment> {
+    fn segment_for(
+        &self,
+        inner: &mut Inner,
+        batch_bytes: u64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Rc<Segment> {
         let active = inner.segments.last().expect("at least one segment").clone();
         let roll = {
             let st = active.state.borrow();
@@ -225,7 +253,9 @@ impl PartitionLog {
 
     /// Resolve when `high_watermark() > offset`.
     pub async fn wait_for_data(&self, offset: i64) {
-        self.data_waiters.wait_until(|| self.high_watermark() > offset).await
+        self.data_waiters
+            .wait_until(|| self.high_watermark() > offset)
+            .await
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -254,7 +284,11 @@ impl PartitionLog {
         let hw = self.high_watermark();
         let log_start = self.log_start_offset();
         if offset < log_start || offset > hw {
-            return Err(ReadError::OffsetOutOfRange { offset, log_start, hw });
+            return Err(ReadError::OffsetOutOfRange {
+                offset,
+                log_start,
+                hw,
+            });
         }
         let outcome = |records| ReadOutcome {
             records,
@@ -264,7 +298,8 @@ impl PartitionLog {
         if offset == hw {
             return Ok(outcome(Bytes::new()));
         }
-        if let Some(records) = self.inner.borrow().tail.read(offset, hw, max_bytes) {
+        let cached = self.inner.borrow().tail.read(offset, hw, max_bytes);
+        if let Some(records) = cached {
             return Ok(outcome(records));
         }
         let (file, start, limit) = self.locate(offset)?;
@@ -278,9 +313,9 @@ impl PartitionLog {
         let i = inner.segments.partition_point(|s| s.base_offset <= offset);
         let seg = &inner.segments[i.checked_sub(1).expect("offset >= log start")];
         let st = seg.state.borrow();
-        let file = seg
-            .file()
-            .ok_or_else(|| ReadError::Storage(io::Error::other("segment file missing (log closed?)")))?;
+        let file = seg.file().ok_or_else(|| {
+            ReadError::Storage(io::Error::other("segment file missing (log closed?)"))
+        })?;
         let relative = u32::try_from(offset - seg.base_offset).unwrap_or(u32::MAX);
         let (_, position) = st.index.lookup(relative);
         Ok((file, u64::from(position), st.written))
@@ -346,7 +381,9 @@ async fn read_from_file(
     end_offset: i64,
     max_bytes: usize,
 ) -> Result<Bytes, ReadError> {
-    let corrupt = |what: &str| ReadError::Storage(io::Error::new(io::ErrorKind::InvalidData, what.to_string()));
+    let corrupt = |what: &str| {
+        ReadError::Storage(io::Error::new(io::ErrorKind::InvalidData, what.to_string()))
+    };
     let align = file.alignment();
     let mut pos = start;
     let mut need = (max_bytes as u64).clamp(READ_CHUNK_BYTES, READ_BYTES_MAX);
@@ -360,7 +397,8 @@ async fn read_from_file(
         let avail_end = (buf_start + data.len() as u64).min(limit);
         let at = |p: u64| &data[(p - buf_start) as usize..(avail_end - buf_start) as usize];
         while pos + HEADER_BYTES as u64 <= avail_end {
-            let h = batch::peek(at(pos)).ok_or_else(|| corrupt("bad batch header in written segment data"))?;
+            let h = batch::peek(at(pos))
+                .ok_or_else(|| corrupt("bad batch header in written segment data"))?;
             if h.last_offset() < offset {
                 pos += h.total_bytes as u64;
                 continue;
@@ -375,15 +413,22 @@ async fn read_from_file(
             let first = pos;
             let mut end = pos + h.total_bytes as u64;
             while end + HEADER_BYTES as u64 <= avail_end {
-                let Some(next) = batch::peek(at(end)) else { break };
+                let Some(next) = batch::peek(at(end)) else {
+                    break;
+                };
                 let next_end = end + next.total_bytes as u64;
-                if next.base_offset >= end_offset || next_end > avail_end || (next_end - first) as usize > max_bytes {
+                if next.base_offset >= end_offset
+                    || next_end > avail_end
+                    || (next_end - first) as usize > max_bytes
+                {
                     break;
                 }
                 end = next_end;
             }
             let from = (first - buf_start) as usize;
-            return Ok(Bytes::copy_from_slice(&data[from..from + (end - first) as usize]));
+            return Ok(Bytes::copy_from_slice(
+                &data[from..from + (end - first) as usize],
+            ));
         }
         if pos + HEADER_BYTES as u64 > avail_end && avail_end == limit {
             break;

@@ -16,8 +16,10 @@ use crate::batch::{self, HEADER_BYTES, LOG_OVERHEAD_BYTES};
 use crate::config::LogConfig;
 use crate::error::EngineError;
 use crate::index::{OffsetIndex, TimeIndex};
+use crate::iopoll_probe;
 use crate::segment::{
-    align_down, align_up, index_path, log_path, open_rw, read_file, time_index_path, Segment,
+    align_down, align_up, index_path, log_path, open_rw, read_file, sync_dir, time_index_path,
+    Segment,
 };
 use glommio::io::{DmaFile, ReadResult};
 use std::io;
@@ -48,7 +50,13 @@ impl Window {
         (to <= data.len()).then(|| &data[from..to])
     }
 
-    async fn load(&mut self, file: &DmaFile, pos: u64, len: u64, file_len: u64) -> io::Result<&[u8]> {
+    async fn load(
+        &mut self,
+        file: &DmaFile,
+        pos: u64,
+        len: u64,
+        file_len: u64,
+    ) -> io::Result<&[u8]> {
         if self.covers(pos, len).is_none() {
             let align = file.alignment();
             let start = align_down(pos, align);
@@ -58,7 +66,10 @@ impl Window {
             self.start = start;
         }
         self.covers(pos, len).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::UnexpectedEof, "short read while scanning segment")
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "short read while scanning segment",
+            )
         })
     }
 }
@@ -80,11 +91,19 @@ pub async fn scan(
     loop {
         let remaining = file_len.saturating_sub(pos);
         if remaining == 0 {
-            return Ok(ScanEnd { end: pos, defect: None });
+            return Ok(ScanEnd {
+                end: pos,
+                defect: None,
+            });
         }
-        let head = window.load(file, pos, remaining.min(HEADER_BYTES as u64), file_len).await?;
+        let head = window
+            .load(file, pos, remaining.min(HEADER_BYTES as u64), file_len)
+            .await?;
         if head.iter().take(LOG_OVERHEAD_BYTES).all(|&b| b == 0) {
-            return Ok(ScanEnd { end: pos, defect: None });
+            return Ok(ScanEnd {
+                end: pos,
+                defect: None,
+            });
         }
         if head.len() < HEADER_BYTES {
             return Ok(defect(pos, "torn batch header at end of file".into()));
@@ -95,7 +114,10 @@ pub async fn scan(
         }
         let total = LOG_OVERHEAD_BYTES as u64 + batch_length as u64;
         if total > remaining {
-            return Ok(defect(pos, format!("torn batch: {total} bytes, {remaining} left in file")));
+            return Ok(defect(
+                pos,
+                format!("torn batch: {total} bytes, {remaining} left in file"),
+            ));
         }
         let bytes = window.load(file, pos, total, file_len).await?;
         let header = match batch::validate(bytes, usize::MAX) {
@@ -103,13 +125,24 @@ pub async fn scan(
             Err(e) => return Ok(defect(pos, e.to_string())),
         };
         let mut st = seg.state.borrow_mut();
-        if header.base_offset != st.next_offset || header.last_offset() - seg.base_offset > i64::from(u32::MAX) {
+        if header.base_offset != st.next_offset
+            || header.last_offset() - seg.base_offset > i64::from(u32::MAX)
+        {
             return Ok(defect(
                 pos,
-                format!("non-contiguous baseOffset {} (expected {})", header.base_offset, st.next_offset),
+                format!(
+                    "non-contiguous baseOffset {} (expected {})",
+                    header.base_offset, st.next_offset
+                ),
             ));
         }
-        st.account_batch(seg.base_offset, pos, &header, interval, header.max_timestamp);
+        st.account_batch(
+            seg.base_offset,
+            pos,
+            &header,
+            interval,
+            header.max_timestamp,
+        );
         pos += total;
     }
 }
@@ -123,7 +156,18 @@ fn defect(end: u64, reason: String) -> ScanEnd {
 
 /// Open and recover every segment of `dir`; the last returned segment is the active one.
 pub async fn recover_dir(dir: &Path, config: &LogConfig) -> Result<Vec<Rc<Segment>>, EngineError> {
-    std::fs::create_dir_all(dir).map_err(|e| EngineError::io("creating partition dir", dir, e))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| EngineError::io("creating partition dir", dir, e))?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)
+                .await
+                .map_err(|e| EngineError::io("syncing data dir", parent, e))?;
+        }
+    }
+    iopoll_probe::ensure_probed(dir)
+        .await
+        .map_err(|e| EngineError::io("probing the device's io_uring poll support", dir, e))?;
     let bases = list_segments(dir).map_err(|e| EngineError::io("listing partition dir", dir, e))?;
     let mut segments: Vec<Rc<Segment>> = Vec::with_capacity(bases.len().max(1));
     for (i, &base) in bases.iter().enumerate() {
@@ -143,9 +187,9 @@ pub async fn recover_dir(dir: &Path, config: &LogConfig) -> Result<Vec<Rc<Segmen
         if defect && !is_last {
             for &later in &bases[i + 1..] {
                 let gone = Segment::new(dir, later);
-                gone.delete_files()
-                    .await
-                    .map_err(|e| EngineError::io("deleting segment after corruption", log_path(dir, later), e))?;
+                gone.delete_files().await.map_err(|e| {
+                    EngineError::io("deleting segment after corruption", log_path(dir, later), e)
+                })?;
                 tracing::info!(dir = %dir.display(), base = later, "deleted segment after a corrupt one");
             }
             break;
@@ -169,7 +213,11 @@ fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
         let path = entry?.path();
         match path.extension().and_then(|e| e.to_str()) {
             Some("log") => {
-                if let Some(base) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()) {
+                if let Some(base) = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse().ok())
+                {
                     bases.push(base);
                 }
             }
@@ -182,7 +230,12 @@ fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
 }
 
 /// Recover one segment; returns whether a defect was cut off.
-async fn recover_segment(seg: &Segment, dir: &Path, is_last: bool, config: &LogConfig) -> io::Result<bool> {
+async fn recover_segment(
+    seg: &Segment,
+    dir: &Path,
+    is_last: bool,
+    config: &LogConfig,
+) -> io::Result<bool> {
     let file = Rc::new(open_rw(&log_path(dir, seg.base_offset)).await?);
     let file_len = file.file_size().await?;
     let interval = config.index_interval_bytes;
@@ -257,10 +310,12 @@ async fn load_indexes(dir: &Path, base: i64) -> io::Result<Option<(OffsetIndex, 
     let Some(time_index) = read_file(&time_index_path(dir, base)).await? else {
         return Ok(None);
     };
-    Ok(match (OffsetIndex::decode(&index), TimeIndex::decode(&time_index)) {
-        (Some(i), Some(t)) if !i.is_empty() => Some((i, t)),
-        _ => None,
-    })
+    Ok(
+        match (OffsetIndex::decode(&index), TimeIndex::decode(&time_index)) {
+            (Some(i), Some(t)) if !i.is_empty() => Some((i, t)),
+            _ => None,
+        },
+    )
 }
 
 /// Rewrite the block holding `end` with zeros after `end`.

@@ -19,7 +19,8 @@ impl PartitionLog {
                 if !st.finalized {
                     break;
                 }
-                let over_bytes = self.config.retention_bytes >= 0 && total > self.config.retention_bytes as u64;
+                let over_bytes =
+                    self.config.retention_bytes >= 0 && total > self.config.retention_bytes as u64;
                 let expired = self.config.retention_ms >= 0
                     && st
                         .time_index

@@ -67,9 +67,22 @@ pub struct SegmentState {
 
 impl SegmentState {
     /// Account one batch stored at `position`: sizes, offsets, sparse index, time index.
-    pub fn account_batch(&mut self, base: i64, position: u64, h: &BatchHeader, interval: u32, now_ms: i64) {
-        assert_eq!(h.base_offset, self.next_offset, "offsets must be contiguous");
-        assert_eq!(position, self.size, "batches must be contiguous in the file");
+    pub fn account_batch(
+        &mut self,
+        base: i64,
+        position: u64,
+        h: &BatchHeader,
+        interval: u32,
+        now_ms: i64,
+    ) {
+        assert_eq!(
+            h.base_offset, self.next_offset,
+            "offsets must be contiguous"
+        );
+        assert_eq!(
+            position, self.size,
+            "batches must be contiguous in the file"
+        );
         let relative = u32::try_from(h.base_offset - base).expect("relative offset fits u32");
         let pos = u32::try_from(position).expect("segment position fits u32");
         let due = self.index.is_empty() || self.bytes_since_index >= u64::from(interval);
@@ -124,6 +137,8 @@ impl Segment {
             return Ok(f);
         }
         let f = Rc::new(open_rw(&log_path(&self.dir, self.base_offset)).await?);
+        // The new name must survive a crash too, or fdatasync'ed data would vanish with it.
+        sync_dir(&self.dir).await?;
         self.set_file(f.clone());
         Ok(f)
     }
@@ -188,7 +203,17 @@ async fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.fdatasync().await?;
     file.close().await?;
     glommio::io::rename(&tmp, path).await?;
-    Ok(())
+    match path.parent() {
+        Some(dir) => sync_dir(dir).await,
+        None => Ok(()),
+    }
+}
+
+/// fsync a directory, making the names created or renamed in it durable.
+pub async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let d = glommio::io::Directory::open(dir).await?;
+    d.sync().await?;
+    Ok(d.close().await?)
 }
 
 /// Whole content of a small file; `None` if it does not exist.

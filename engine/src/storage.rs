@@ -39,7 +39,11 @@ impl ShardStorage {
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
-        match self.partitions.borrow().get(&(topic.to_string(), partition)) {
+        match self
+            .partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+        {
             Some(Slot::Open(log)) => Some(log.clone()),
             _ => None,
         }
@@ -91,7 +95,10 @@ impl ShardStorage {
     /// a crash mid-way never leaves a half-deleted partition that looks live).
     pub async fn delete_partition(&self, topic: &str, partition: i32) -> Result<(), EngineError> {
         let dir = self.partition_dir(topic, partition);
-        let slot = self.partitions.borrow_mut().remove(&(topic.to_string(), partition));
+        let slot = self
+            .partitions
+            .borrow_mut()
+            .remove(&(topic.to_string(), partition));
         let log = match slot {
             Some(Slot::Open(log)) => Some(log),
             Some(Slot::Opening(f)) => f.await.ok(),
@@ -134,7 +141,8 @@ impl ShardStorage {
             .collect()
     }
 
-    /// Close every open partition; failures are logged (the data up to the failure is safe).
+    /// Close every open partition, concurrently; failures are logged (data acknowledged under
+    /// the Durable policy is already safe).
     pub async fn close_all(&self) {
         let logs: Vec<Rc<PartitionLog>> = self
             .partitions
@@ -145,10 +153,11 @@ impl ShardStorage {
                 Slot::Opening(_) => None,
             })
             .collect();
-        for log in logs {
+        let closes = logs.iter().map(|log| async move {
             if let Err(e) = log.close().await {
                 tracing::error!(dir = %log.dir().display(), error = %e, "closing partition failed");
             }
-        }
+        });
+        futures::future::join_all(closes).await;
     }
 }

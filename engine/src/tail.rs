@@ -36,7 +36,11 @@ pub struct Tail {
 impl Tail {
     pub fn push(&mut self, entry: TailEntry) {
         if let Some(last) = self.entries.back() {
-            assert_eq!(entry.base_offset, last.last_offset + 1, "tail offsets contiguous");
+            assert_eq!(
+                entry.base_offset,
+                last.last_offset + 1,
+                "tail offsets contiguous"
+            );
         }
         self.bytes += entry.len;
         self.entries.push_back(entry);
@@ -97,8 +101,8 @@ impl Tail {
             }
             if last > first {
                 let prev = &self.entries[last - 1];
-                single_chunk &= prev.chunk.as_ptr() == e.chunk.as_ptr()
-                    && prev.start + prev.len == e.start;
+                single_chunk &=
+                    prev.chunk.as_ptr() == e.chunk.as_ptr() && prev.start + prev.len == e.start;
             }
             total += e.len;
             last += 1;
@@ -144,8 +148,16 @@ mod tests {
         t.push(entry(&b, 2, 0, 10));
         let r = t.read(1, 3, 25).unwrap();
         assert_eq!(r.len(), 20);
-        assert_eq!(r.as_ptr(), a[10..].as_ptr(), "single chunk read is zero-copy");
-        assert_eq!(t.read(0, 3, 5).unwrap().len(), 10, "first batch always whole");
+        assert_eq!(
+            r.as_ptr(),
+            a[10..].as_ptr(),
+            "single chunk read is zero-copy"
+        );
+        assert_eq!(
+            t.read(0, 3, 5).unwrap().len(),
+            10,
+            "first batch always whole"
+        );
         assert_eq!(t.read(0, 3, 1000).unwrap().len(), 40);
         assert_eq!(t.read(0, 1, 1000).unwrap().len(), 10, "stops at end offset");
         t.evict(0, 1);

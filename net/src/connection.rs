@@ -60,6 +60,12 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 return;
             }
         };
+        // Taken here, in arrival order, so a waiting request is never overtaken by a later one from the same
+        // connection (the semaphore itself does not queue waiters fairly).
+        let bytes = frame.len().min(ctx.config.inflight_request_bytes_max) as u64;
+        let Ok(permit) = ctx.request_bytes_budget.acquire_static_permit(bytes).await else {
+            return; // the budget is closed only when the shard stops
+        };
         let started = Instant::now();
         let (api, pending) = match api::dispatch(ctx, frame) {
             Ok(dispatched) => dispatched,
@@ -76,6 +82,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
         // Dropping the JoinHandle would not cancel the task, and the writer awaits it, so no response is lost.
         let task = glommio::spawn_local(async move {
             let response = pending.await;
+            drop(permit);
             metrics.request_done(api, started.elapsed());
             metrics.requests_in_flight.fetch_sub(1, Relaxed);
             response

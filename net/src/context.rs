@@ -34,6 +34,9 @@ pub struct NetConfig {
     pub log_defaults: LogConfig,
     /// Requests a connection may have started but not yet answered (pipelining depth).
     pub inflight_requests_per_connection_max: usize,
+    /// Bytes of requests a shard may have started but not yet answered, over all its connections. The engine
+    /// keeps appended data in memory until it is written, so this is what bounds that memory under a slow disk.
+    pub inflight_request_bytes_max: usize,
 }
 
 pub struct ShardContext {
@@ -45,6 +48,8 @@ pub struct ShardContext {
     pub mesh: Mesh,
     pub connections: Cell<usize>,
     pub metrics: Arc<ShardMetrics>,
+    /// Permits for `inflight_request_bytes_max`, taken by a connection's reader before it starts a request.
+    pub request_bytes_budget: Rc<glommio::sync::Semaphore>,
 }
 
 impl ShardContext {

@@ -47,6 +47,9 @@ pub enum ShardError {
 pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
     let metadata = MetadataClient::connect(params.metadata_link).await;
     let (mesh, peers) = Mesh::connect(params.mesh, params.metrics.clone()).await;
+    let request_bytes_budget = Rc::new(glommio::sync::Semaphore::new(
+        params.config.inflight_request_bytes_max as u64,
+    ));
     let ctx = Rc::new(ShardContext {
         shard_id: params.shard_id,
         shard_count: params.shard_count,
@@ -55,6 +58,7 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
         metadata,
         mesh,
         connections: Cell::new(0),
+        request_bytes_budget,
         metrics: params.metrics,
     });
     for (peer, receiver) in peers {

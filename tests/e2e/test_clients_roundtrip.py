@@ -2,7 +2,8 @@
 consume every partition back with assign(), and check every record byte for byte, in order per partition, exactly
 once; earliest/latest offsets from the client's own API must match what was produced.
 
-Clients: confluent-kafka (librdkafka), kafka-python (pure Python) and kcat (the CLI, Debian's librdkafka).
+Clients: confluent-kafka (librdkafka), kafka-python (pure Python), aiokafka (asyncio) and kcat (the CLI, Debian's
+librdkafka).
 """
 
 from __future__ import annotations
@@ -138,6 +139,62 @@ def run_kafka_python(bootstrap: str, topic: str) -> None:
     check_watermarks(consumed, {tp.partition: (begin[tp], end[tp]) for tp in tps})
 
 
+def run_aiokafka(bootstrap: str, topic: str) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    produced = make_records(4, text=False)
+
+    async def run() -> tuple[dict, dict, dict]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)],
+                                      timeout_ms=20000)
+        finally:
+            await admin.close()
+        await asyncio.to_thread(kafka_wire.wait_for_topic, bootstrap, topic, PARTITIONS)
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                    max_batch_size=256 * 1024, request_timeout_ms=30000)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, key=k, value=v) for k, v in produced]
+            await producer.flush()
+            delivered = {}
+            for (k, _v), fut in zip(produced, futures):
+                md = await fut
+                delivered[k] = (md.partition, md.offset)
+        finally:
+            await producer.stop()
+
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", request_timeout_ms=30000)
+        await consumer.start()
+        consumed: dict[int, list] = {p: [] for p in range(PARTITIONS)}
+        try:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while sum(len(v) for v in consumed.values()) < RECORDS:
+                batch = await consumer.getmany(timeout_ms=500, max_records=10000)
+                for tp, msgs in batch.items():
+                    consumed[tp.partition] += [(m.offset, m.key, m.value) for m in msgs]
+            assert not await consumer.getmany(timeout_ms=500), "records beyond the produced ones"
+            begin = await consumer.beginning_offsets(tps)
+            end = await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+        marks = {tp.partition: (begin[tp], end[tp]) for tp in tps}
+        return delivered, consumed, marks
+
+    delivered, consumed, marks = asyncio.run(asyncio.wait_for(run(), timeout=300))
+    check_roundtrip(produced, consumed, delivered)
+    check_watermarks(consumed, marks)
+
+
 def run_kcat(bootstrap: str, topic: str, workdir: Path) -> None:
     produced = make_records(3, text=True)
     kafka_wire.create_topic(bootstrap, topic, PARTITIONS)
@@ -178,12 +235,14 @@ def run_kcat(bootstrap: str, topic: str, workdir: Path) -> None:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("client", ["confluent-kafka", "kafka-python", "kcat"])
+@pytest.mark.parametrize("client", ["confluent-kafka", "kafka-python", "aiokafka", "kcat"])
 def test_roundtrip(pinlog, client):
     topic = f"roundtrip-{client}"
     if client == "confluent-kafka":
         run_confluent(pinlog.bootstrap, topic)
     elif client == "kafka-python":
         run_kafka_python(pinlog.bootstrap, topic)
+    elif client == "aiokafka":
+        run_aiokafka(pinlog.bootstrap, topic)
     else:
         run_kcat(pinlog.bootstrap, topic, pinlog.data_dir.parent)

@@ -16,6 +16,8 @@ import pytest
 from conftest import BINARY, E2E_ROOT, free_port
 
 EXIT_DEADLINE_S = 10.0
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+LOG_LINE = re.compile(r"^\s*\d{4}-\d\d-\d\dT\d\d:\d\d")  # tracing-subscriber's default format
 
 
 @pytest.fixture
@@ -49,6 +51,9 @@ def assert_rejected(res: subprocess.CompletedProcess, key: str, value: str) -> N
     names = (key, key.replace("_", "-"))
     lines = [ln for ln in stderr.splitlines() if any(n in ln for n in names) and value in ln]
     assert lines, f"no stderr line names {key} and {value!r}; stderr:\n{stderr[-3000:]}"
+    # The error is one line: besides tracing log lines (timestamped), stderr holds nothing else.
+    other = [ln for ln in stderr.splitlines() if ln.strip() and not LOG_LINE.match(ANSI.sub("", ln))]
+    assert len(other) == 1, f"the error takes {len(other)} lines, not one:\n" + "\n".join(other[:20])
 
 
 def write_config(workdir: Path, text: str) -> Path:

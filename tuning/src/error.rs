@@ -19,7 +19,12 @@ pub enum ConfigError {
     },
     /// An entry of the config file failed to parse (unknown key, wrong type, bad TOML syntax).
     #[error("invalid config: {entry} ({} line {line}): {reason}", path.display())]
-    FileEntry { path: PathBuf, line: usize, entry: String, reason: String },
+    FileEntry {
+        path: PathBuf,
+        line: usize,
+        entry: String,
+        reason: String,
+    },
     /// The config file as a whole could not be read or parsed.
     #[error("invalid config: {}: {reason}", path.display())]
     File { path: PathBuf, reason: String },
@@ -27,8 +32,16 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// Shorthand for [`ConfigError::Invalid`]; `value` is already in TOML syntax.
-    pub(crate) fn invalid(key: &'static str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
-        ConfigError::Invalid { key, value: value.to_string(), reason: one_line(reason.into()) }
+    pub(crate) fn invalid(
+        key: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            key,
+            value: value.to_string(),
+            reason: one_line(reason.into()),
+        }
     }
 }
 

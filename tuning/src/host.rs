@@ -1,0 +1,72 @@
+//! Probes of the host facilities pinlog depends on, for `pinlog tune`.
+//!
+//! glommio needs io_uring (a kernel may lack it or disable it by sysctl/seccomp) and registers its IO
+//! buffers within RLIMIT_MEMLOCK; both fail late and obscurely inside glommio, so they are probed here
+//! directly with the syscalls involved.
+
+/// Bytes of `struct io_uring_params` (stable kernel ABI); the kernel fills it in.
+const IO_URING_PARAMS_BYTES: usize = 120;
+
+/// Whether an io_uring instance can be created: `Ok(())`, or the OS error that prevents it.
+pub fn io_uring_available() -> Result<(), std::io::Error> {
+    let mut params = [0u32; IO_URING_PARAMS_BYTES / 4];
+    // SAFETY: io_uring_setup(entries, params) reads and writes exactly one io_uring_params (120 bytes),
+    // which `params` provides, zeroed as the ABI requires.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a file descriptor we just created and own; it is closed exactly once.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
+/// RLIMIT_MEMLOCK as (soft, hard) in bytes; `None` means unlimited.
+pub fn memlock_limit() -> Result<(Option<u64>, Option<u64>), std::io::Error> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the exclusively borrowed `limit`.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let finite = |value: libc::rlim_t| (value != libc::RLIM_INFINITY).then_some(value);
+    Ok((finite(limit.rlim_cur), finite(limit.rlim_max)))
+}
+
+/// The running kernel's release string, e.g. `6.8.0-45-generic`.
+pub fn kernel_release() -> Result<String, std::io::Error> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|text| text.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memlock_is_readable() {
+        let (soft, hard) = memlock_limit().unwrap();
+        if let (Some(soft), Some(hard)) = (soft, hard) {
+            assert!(soft <= hard);
+        }
+    }
+
+    #[test]
+    fn kernel_release_looks_like_a_version() {
+        let release = kernel_release().unwrap();
+        assert!(
+            release.chars().next().is_some_and(|c| c.is_ascii_digit()),
+            "{release}"
+        );
+    }
+
+    #[test]
+    fn io_uring_probe_returns() {
+        // The brief says io_uring works on these machines; elsewhere only the error kind matters.
+        if let Err(err) = io_uring_available() {
+            assert!(err.raw_os_error().is_some(), "{err}");
+        }
+    }
+}
