@@ -128,6 +128,7 @@ fn proposals_time_out_once_the_raft_shard_is_gone() {
         let timeout = Duration::from_secs(3);
         let started = Instant::now();
         let first = client.propose(topics(&["late"]), timeout).await;
+        eprintln!("first after {:?}", started.elapsed());
         let second = client.propose(topics(&["later"]), timeout).await;
         (first, second, started.elapsed(), timeout)
     });
