@@ -35,8 +35,8 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(level: &str) {
-    // glommio and raft log through `log`; bridge them into tracing so there is one stream.
-    let _ = tracing_log::LogTracer::init();
+    // glommio logs through `log`: tracing-subscriber's init() bridges it into tracing (tracing-log feature), so
+    // there is one stream.
     let filter = tracing_subscriber::EnvFilter::try_from_env("PINLOG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
@@ -61,6 +61,12 @@ fn serve(config: Config) -> ExitCode {
         reason = %plan.reason,
         "core plan"
     );
+    // Every shard binds with SO_REUSEPORT, which would also let a second process share the port silently and
+    // take half the connections: bind once without it first, so a port in use fails here, clearly.
+    if let Err(err) = std::net::TcpListener::bind(config.listen) {
+        eprintln!("pinlog: invalid config: listen = {}: {err}", config.listen);
+        return ExitCode::from(2);
+    }
     let shard_count = plan.shard_cpus.len();
     let raft_config = RaftShardConfig {
         node_id: config.node_id,
@@ -227,5 +233,11 @@ fn net_config(config: &Config) -> NetConfig {
         log_defaults,
         inflight_requests_per_connection_max: INFLIGHT_REQUESTS_PER_CONNECTION_MAX,
         inflight_request_bytes_max: config.inflight_request_bytes_max,
+        offsets_topic_partitions: config.offsets_topic_partitions,
+        group_min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
+        group_max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
+        group_initial_rebalance_delay: Duration::from_millis(
+            config.group_initial_rebalance_delay_ms,
+        ),
     }
 }

@@ -19,6 +19,9 @@ apt_install() {
 
 need_pkgs=()
 command -v kcat >/dev/null 2>&1 || need_pkgs+=(kcat)
+# kafkajs (tests/e2e/js) needs node and npm.
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 if command -v python3 >/dev/null 2>&1; then
     # Debian's python3 needs python3-venv (ensurepip) to create a venv.
@@ -41,6 +44,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "install-deps: pip install -r tests/requirements.txt"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
     echo "$want" > "$stamp"
+fi
+js="$here/e2e/js"
+if [ ! -d "$js/node_modules/kafkajs" ]; then
+    echo "install-deps: npm ci (kafkajs) in tests/e2e/js"
+    (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 "$venv/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest, pytest_timeout, crc32c' \
     || { echo "install-deps: python packages failed to import" >&2; exit 1; }

@@ -1,4 +1,194 @@
-fn main() {
-    let _ = rdkafka::util::get_rdkafka_version();
-    let _ = hdrhistogram::Histogram::<u64>::new(2);
+//! `pinlog-bench`: run a workload against any Kafka-compatible broker, measure the machine's limits, render and
+//! compare results. See bench/README.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pinlog_bench::driver::DriverKind;
+use pinlog_bench::error::BenchError;
+use pinlog_bench::limits::{self, Limits};
+use pinlog_bench::result::BenchResult;
+use pinlog_bench::runner::{self, RunOptions};
+use pinlog_bench::workload::Workload;
+use pinlog_bench::{compare, plot, report};
+
+#[derive(Parser)]
+#[command(
+    name = "pinlog-bench",
+    version,
+    about = "Benchmark suite for pinlog and any Kafka-compatible broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a workload file against a broker and write a JSON result (plus SVG plots next to it).
+    Run(RunArgs),
+    /// Measure the machine's limits with fio (on the data dir) and iperf3 (loopback); cached for an hour.
+    Limits {
+        /// Directory on the disk the broker writes to (never tmpfs).
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_os_t = limits::default_cache())]
+        cache: PathBuf,
+        /// Measure even if the cache is fresh.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the summary of result files and render their plots.
+    Report { files: Vec<PathBuf> },
+    /// Compare two or more result files side by side (ratios to the first).
+    Compare {
+        #[arg(required = true, num_args = 2..)]
+        files: Vec<PathBuf>,
+        /// Also write `<out>.md` and `<out>-percentiles.svg`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check result files are valid and complete (what the smoke test asserts; speed is not judged).
+    Validate { files: Vec<PathBuf> },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Workload file (bench/workloads/*.toml).
+    #[arg(long)]
+    workload: PathBuf,
+    /// Any Kafka-compatible broker.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, value_enum, default_value_t = DriverKind::Native)]
+    driver: DriverKind,
+    /// Label of the broker in reports.
+    #[arg(long, default_value = "pinlog")]
+    broker_name: String,
+    /// Broker process whose CPU use is reported.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Broker data directory: where the limits are measured (never tmpfs).
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long, default_value_os_t = limits::default_cache())]
+    limits_cache: PathBuf,
+    /// Result file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Max-rate result whose produce rate sets `rate_fraction_of_reference` workloads' rate.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Override the workload's measured seconds.
+    #[arg(long)]
+    duration_s: Option<u64>,
+    /// Override the workload's warm-up seconds.
+    #[arg(long)]
+    warmup_s: Option<u64>,
+    /// Cap the workload's fill bytes (smoke runs).
+    #[arg(long)]
+    fill_bytes_max: Option<u64>,
+    /// Cap the workload's partitions (smoke runs on small hosts).
+    #[arg(long)]
+    partitions_max: Option<u32>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+    /// Do not render SVG plots.
+    #[arg(long)]
+    no_plots: bool,
+}
+
+fn run(args: RunArgs) -> Result<bool, BenchError> {
+    let mut workload = Workload::load(&args.workload)?;
+    if let Some(d) = args.duration_s {
+        workload.duration_s = d.max(1);
+    }
+    if let Some(w) = args.warmup_s {
+        workload.warmup_s = w;
+    }
+    if let Some(f) = args.fill_bytes_max {
+        workload.fill.bytes = workload.fill.bytes.min(f);
+    }
+    if let Some(p) = args.partitions_max {
+        workload.topic.partitions = workload.topic.partitions.min(p.max(1));
+    }
+    let limits = Limits::cached_or_measure(&args.limits_cache, &args.data_dir, false)?;
+    let reference = args
+        .reference
+        .as_deref()
+        .map(BenchResult::load)
+        .transpose()?;
+    let opts = RunOptions {
+        workload,
+        bootstrap: args.bootstrap,
+        driver: args.driver,
+        broker_name: args.broker_name,
+        server_pid: args.server_pid,
+        limits,
+        reference,
+        progress: !args.quiet,
+    };
+    let result = runner::run(&opts)?;
+    result.save(&args.out)?;
+    print!("{}", report::summary(&result));
+    println!("result: {}", args.out.display());
+    if !args.no_plots {
+        for f in plot::render(&result, &args.out.with_extension(""))? {
+            println!("plot: {}", f.display());
+        }
+    }
+    Ok(result.errors.is_empty())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Cmd::Run(args) => run(args),
+        Cmd::Limits {
+            data_dir,
+            cache,
+            force,
+        } => Limits::cached_or_measure(&cache, &data_dir, force).map(|l| {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&l).expect("limits serialize")
+            );
+            true
+        }),
+        Cmd::Report { files } => files.iter().try_fold(true, |ok, f| {
+            let r = BenchResult::load(f)?;
+            print!("{}", report::summary(&r));
+            for p in plot::render(&r, &f.with_extension(""))? {
+                println!("plot: {}", p.display());
+            }
+            Ok(ok)
+        }),
+        Cmd::Compare { files, out } => {
+            let paths: Vec<_> = files.iter().map(PathBuf::as_path).collect();
+            compare::compare(&paths, out.as_deref()).map(|t| {
+                print!("{t}");
+                true
+            })
+        }
+        Cmd::Validate { files } => files.iter().try_fold(true, |ok, f| {
+            let problems = BenchResult::load(f)?.completeness_problems();
+            for p in &problems {
+                eprintln!("{}: {p}", f.display());
+            }
+            if problems.is_empty() {
+                println!("{}: ok", f.display());
+            }
+            Ok(ok && problems.is_empty())
+        }),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("pinlog-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -67,7 +67,10 @@ impl RecordFactory {
         let max = spec.size.max_bytes();
         // Twice the largest value so every value can start at a different offset of the filler.
         let filler = (0..2 * max)
-            .map(|_| b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[rng.below(64) as usize])
+            .map(|_| {
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                    [rng.below(64) as usize]
+            })
             .collect();
         RecordFactory {
             spec: spec.clone(),
@@ -158,6 +161,9 @@ mod tests {
         for _ in 0..40_000 {
             counts[rng.below(4) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

@@ -256,7 +256,10 @@ impl Workload {
     /// Checks the workload is self-consistent.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.is_empty() || self.name.contains(['/', ' ']) {
-            return Err(format!("name {:?} must be non-empty, without spaces or '/'", self.name));
+            return Err(format!(
+                "name {:?} must be non-empty, without spaces or '/'",
+                self.name
+            ));
         }
         if self.topic.partitions == 0 || self.topic.partitions > PARTITIONS_MAX {
             return Err(format!("topic.partitions must be 1..={PARTITIONS_MAX}"));
@@ -272,7 +275,9 @@ impl Workload {
         }
         let p = &self.producer;
         if p.count == 0 && self.fill.bytes == 0 {
-            return Err("producer.count is 0 and there is no fill: nothing would be written".into());
+            return Err(
+                "producer.count is 0 and there is no fill: nothing would be written".into(),
+            );
         }
         if p.batch_bytes < size.max_bytes() + 128 {
             return Err("producer.batch_bytes must hold at least one record".into());

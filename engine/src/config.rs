@@ -14,6 +14,38 @@ pub enum FlushPolicy {
     Never,
 }
 
+/// Which timestamp a batch carries (Kafka's `message.timestamp.type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimestampType {
+    /// The producer's timestamps are stored as sent. The default.
+    #[default]
+    CreateTime,
+    /// The leader stamps every batch with its own clock at append (attributes bit 3, maxTimestamp).
+    LogAppendTime,
+}
+
+/// What happens to old data (Kafka's `cleanup.policy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// Retention by size and time deletes whole segments. The default.
+    #[default]
+    Delete,
+    /// Compaction keeps the last record per key; retention by size and time is off.
+    Compact,
+    /// Both: compaction, and retention deletes whole segments.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
 /// Kafka's `message.max.bytes` default: 1 MiB plus the 12-byte log overhead.
 pub const MAX_BATCH_BYTES_DEFAULT: usize = 1024 * 1024 + 12;
 
@@ -34,6 +66,16 @@ pub struct LogConfig {
     pub tail_cache_bytes: usize,
     /// A single batch larger than this is refused with MessageTooLarge.
     pub max_batch_bytes: usize,
+    pub timestamp_type: TimestampType,
+    pub cleanup_policy: CleanupPolicy,
+    /// A tombstone (null value) whose timestamp is older than this is removed by compaction.
+    pub delete_retention_ms: i64,
+    /// `compact` rewrites only when at least this share of the closed segments' bytes was
+    /// appended since the last compaction (0.0 = always, 1.0 = only when nothing was cleaned yet).
+    pub min_cleanable_dirty_ratio: f64,
+    /// Idempotent producers whose last batch is older than this are forgotten when a producer
+    /// state snapshot is written (segment roll, close).
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -47,6 +89,11 @@ impl Default for LogConfig {
             flush: FlushPolicy::Durable,
             tail_cache_bytes: 8 << 20,
             max_batch_bytes: MAX_BATCH_BYTES_DEFAULT,
+            timestamp_type: TimestampType::CreateTime,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            producer_id_expiration_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }

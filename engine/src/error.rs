@@ -19,6 +19,16 @@ pub enum AppendError {
     /// Header fields that contradict each other (e.g. record count vs last offset delta).
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
+    /// The producer's epoch is older than the one this partition already saw (a zombie).
+    #[error("producer {producer_id} epoch {got} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
+    /// An idempotent batch does not continue its producer's sequence.
+    #[error("out of order sequence: expected {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
     /// The partition cannot write (earlier I/O failure, or closed).
     #[error("partition storage failure: {0}")]
     Storage(#[source] io::Error),
@@ -32,6 +42,8 @@ impl AppendError {
             AppendError::UnsupportedForMessageFormat(_) => 43,
             AppendError::MessageTooLarge { .. } => 10,
             AppendError::InvalidRecord(_) => 87,
+            AppendError::InvalidProducerEpoch { .. } => 47,
+            AppendError::OutOfOrderSequence { .. } => 45,
             AppendError::Storage(_) => 56,
         }
     }
@@ -51,11 +63,39 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    /// For internal readers (recovery replay, compaction) that report `io::Error`s.
+    pub(crate) fn into_io(self) -> io::Error {
+        match self {
+            ReadError::Storage(e) => e,
+            e @ ReadError::OffsetOutOfRange { .. } => io::Error::other(e.to_string()),
+        }
+    }
+
     /// The Kafka error code for a fetch / list-offsets response.
     pub fn kafka_code(&self) -> i16 {
         match self {
             ReadError::OffsetOutOfRange { .. } => 1,
             ReadError::Storage(_) => 56,
+        }
+    }
+}
+
+/// Why DeleteRecords failed. The log start offset did not move when this is returned, except
+/// for `Storage` after the in-memory move (the checkpoint write failed; retried by the next call).
+#[derive(thiserror::Error, Debug)]
+pub enum DeleteRecordsError {
+    #[error("delete-records offset {offset} is beyond the high watermark {hw}")]
+    OffsetOutOfRange { offset: i64, hw: i64 },
+    #[error("persisting the log start offset failed: {0}")]
+    Storage(#[source] io::Error),
+}
+
+impl DeleteRecordsError {
+    /// The Kafka error code for a DeleteRecords response.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            DeleteRecordsError::OffsetOutOfRange { .. } => 1,
+            DeleteRecordsError::Storage(_) => 56,
         }
     }
 }

@@ -12,11 +12,15 @@
 //! 5. It advances `written_offset` / `durable_offset`, evicts written tail bytes over budget and
 //!    wakes `wait_durable` and `wait_for_data` waiters. Every append that arrived during steps
 //!    3–4 is covered by the next iteration: one fdatasync for all of them.
-//! 6. When nothing is dirty the task exits. A write error is recorded: the log then refuses
-//!    appends and fails durability waiters (KAFKA_STORAGE_ERROR).
+//! 6. A producer state snapshot queued by a segment roll is written (see
+//!    `producer_snapshot.rs`); a failure there is only logged (the next open replays more).
+//! 7. When nothing is dirty and no snapshot is queued the task exits. A write error is
+//!    recorded: the log then refuses appends and fails durability waiters
+//!    (KAFKA_STORAGE_ERROR).
 
 use crate::config::FlushPolicy;
 use crate::log::PartitionLog;
+use crate::producer_snapshot;
 use crate::segment::{align_down, align_up, Segment, PREALLOCATE_STEP_BYTES, SEGMENT_BYTES_MAX};
 use glommio::io::{DmaBuffer, DmaFile};
 use std::io;
@@ -43,7 +47,9 @@ impl PartitionLog {
     pub(crate) fn schedule_flush(&self) {
         {
             let mut inner = self.inner.borrow_mut();
-            if inner.flusher_running || self.first_dirty_segment_in(&inner).is_none() {
+            let idle =
+                self.first_dirty_segment_in(&inner).is_none() && inner.pending_snapshot.is_none();
+            if inner.flusher_running || idle {
                 return;
             }
             inner.flusher_running = true;
@@ -234,13 +240,26 @@ async fn run(log: Rc<PartitionLog>) {
         )
         .await;
     }
-    while let Some(seg) = log.first_dirty_segment() {
+    loop {
         if log.inner.borrow().failure.is_some() {
             break;
         }
-        if let Err(e) = log.flush_segment(&seg).await {
-            log.fail(e);
+        if let Some(seg) = log.first_dirty_segment() {
+            if let Err(e) = log.flush_segment(&seg).await {
+                log.fail(e);
+                break;
+            }
+            continue;
+        }
+        let pending = log.inner.borrow_mut().pending_snapshot.take();
+        let Some((offset, bytes)) = pending else {
             break;
+        };
+        let mut on_disk = std::mem::take(&mut log.inner.borrow_mut().snapshots);
+        let written = producer_snapshot::write(&log.dir, offset, &bytes, &mut on_disk).await;
+        log.inner.borrow_mut().snapshots = on_disk;
+        if let Err(e) = written {
+            tracing::warn!(dir = %log.dir.display(), offset, error = %e, "writing a producer snapshot failed");
         }
     }
     log.inner.borrow_mut().flusher_running = false;

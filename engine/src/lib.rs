@@ -7,12 +7,17 @@
 //! `recovery.rs` (what happens after a crash). The byte layout is in FORMAT.md.
 
 mod batch;
+mod compression;
 mod config;
 mod error;
 mod group_commit;
 mod index;
 mod iopoll_probe;
 mod log;
+mod log_start;
+mod producer_snapshot;
+mod producer_state;
+mod records;
 mod recovery;
 mod retention;
 mod segment;

@@ -3,21 +3,30 @@
 //! `.await`.
 //!
 //! Write path, top to bottom:
-//! 1. `append` validates every batch of the request (all-or-nothing), copies the request once
-//!    into a tail buffer, patches baseOffset/partitionLeaderEpoch in that copy, rolls the
-//!    segment if size or age demand it, accounts each batch in its segment (indexes) and
-//!    pushes it to the tail cache. No await: it returns the assigned offsets at once.
+//! 1. `append` validates every batch of the request (all-or-nothing): CRC and sizes, keys on
+//!    compacted topics, idempotent producer sequences and epochs (`producer_state.rs`; a
+//!    retried batch is answered with its original offsets and nothing is appended). It copies
+//!    the request once into a tail buffer, patches baseOffset/partitionLeaderEpoch in that copy
+//!    (and, on LogAppendTime topics, the timestamp, re-sealing the CRC), rolls the segment if
+//!    size or age demand it (queueing a producer state snapshot), accounts each batch in its
+//!    segment (indexes) and producer state and pushes it to the tail cache. No await: it
+//!    returns the assigned offsets at once.
 //! 2. It then makes sure a group-commit task exists (see `group_commit.rs`), which writes the
 //!    dirty bytes and fdatasyncs them, batching every append that arrives meanwhile.
 //! 3. The commit advances the written / durable offsets and wakes `wait_durable` and
 //!    `wait_for_data` waiters.
 //!
 //! Read path: offsets at or above the tail's first batch are served from memory; older ones by
-//! aligned DMA reads located through the sparse offset index.
+//! aligned DMA reads located through the sparse offset index. Compaction leaves offset gaps
+//! (and may empty a segment's end): a read continues with the next offset that exists.
 
 use crate::batch::{self, HEADER_BYTES};
-use crate::config::{FlushPolicy, LogConfig};
+use crate::config::{FlushPolicy, LogConfig, TimestampType};
 use crate::error::{copy_io_error, AppendError, EngineError, ReadError};
+use crate::log_start;
+use crate::producer_snapshot;
+use crate::producer_state::{BatchMeta, ProducerStateMap, Staged, Verdict};
+use crate::records;
 use crate::recovery;
 use crate::segment::{align_down, align_up, Segment, SEGMENT_BYTES_MAX};
 use crate::tail::{Tail, TailEntry};
@@ -25,6 +34,7 @@ use crate::wait::WaitList;
 use bytes::{Bytes, BytesMut};
 use glommio::io::DmaFile;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
@@ -39,6 +49,11 @@ pub struct AppendOutcome {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
+    /// An idempotent retry of batches already in the log: nothing was appended and the offsets
+    /// are the original ones (Kafka answers NONE with them).
+    pub duplicate: bool,
+    /// The timestamp the leader stamped on LogAppendTime topics; -1 for CreateTime.
+    pub log_append_time_ms: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +81,18 @@ pub(crate) struct Inner {
     pub failure: Option<io::Error>,
     pub closed: bool,
     pub fdatasyncs: u64,
+    pub producers: ProducerStateMap,
+    /// A producer state snapshot (offset, encoded) for the group-commit task to write.
+    pub pending_snapshot: Option<(i64, Vec<u8>)>,
+    /// Offsets of the snapshot files on disk, ascending.
+    pub snapshots: VecDeque<i64>,
+    /// The log start offset the checkpoint file holds (or the first segment's base implies).
+    pub log_start_persisted: i64,
+    pub checkpoint_writing: bool,
+    /// Retention or compaction is changing segment files (see `maintenance.rs`).
+    pub maintenance: bool,
+    /// Closed segments below this were compacted since open (the dirty-ratio trigger).
+    pub cleaned_up_to: i64,
 }
 
 pub struct PartitionLog {
@@ -81,21 +108,32 @@ pub struct PartitionLog {
     pub(crate) flush_wakeup: WaitList,
     /// Woken when the group-commit task exits.
     pub(crate) idle_waiters: WaitList,
+    /// Woken when a log start checkpoint write ends.
+    pub(crate) checkpoint_waiters: WaitList,
 }
 
 impl PartitionLog {
-    /// Open (creating the dir if missing) and recover; see `recovery.rs`.
+    /// Open (creating the dir if missing) and recover; see `recovery.rs`. Then the log start
+    /// checkpoint is applied and the producer state rebuilt: the newest snapshot not beyond the
+    /// recovered end, plus the batches after it.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<Rc<PartitionLog>, EngineError> {
         let segments = recovery::recover_dir(dir, &config).await?;
-        let log_start = segments[0].base_offset;
         let next_offset = segments
             .last()
             .expect("at least one segment")
             .state
             .borrow()
             .next_offset;
-        tracing::info!(dir = %dir.display(), segments = segments.len(), log_start, next_offset, "partition log opened");
-        Ok(Rc::new_cyclic(|me| PartitionLog {
+        let checkpoint = log_start::load(dir)
+            .await
+            .map_err(|e| EngineError::io("reading the log start checkpoint", dir, e))?;
+        let first_base = segments[0].base_offset;
+        let log_start = checkpoint.map_or(first_base, |c| c.max(first_base).min(next_offset));
+        let (snapshot, snapshots) = producer_snapshot::load(dir, next_offset)
+            .await
+            .map_err(|e| EngineError::io("loading producer snapshots", dir, e))?;
+        let (replay_from, producers) = snapshot.unwrap_or((log_start, ProducerStateMap::default()));
+        let log = Rc::new_cyclic(|me| PartitionLog {
             dir: dir.to_path_buf(),
             config,
             me: me.clone(),
@@ -111,12 +149,61 @@ impl PartitionLog {
                 failure: None,
                 closed: false,
                 fdatasyncs: 0,
+                producers,
+                pending_snapshot: None,
+                snapshots,
+                log_start_persisted: checkpoint.unwrap_or(first_base),
+                checkpoint_writing: false,
+                maintenance: false,
+                cleaned_up_to: i64::MIN,
             }),
             durable_waiters: WaitList::default(),
             data_waiters: WaitList::default(),
             flush_wakeup: WaitList::default(),
             idle_waiters: WaitList::default(),
-        }))
+            checkpoint_waiters: WaitList::default(),
+        });
+        let replayed = log
+            .replay_producer_state(replay_from.max(log_start))
+            .await
+            .map_err(|e| EngineError::io("replaying producer state", dir, e))?;
+        tracing::info!(
+            dir = %dir.display(),
+            segments = log.inner.borrow().segments.len(),
+            log_start,
+            next_offset,
+            producers = log.inner.borrow().producers.len(),
+            replayed_batches = replayed,
+            "partition log opened"
+        );
+        Ok(log)
+    }
+
+    /// Record every idempotent batch from `from` to the log end into the producer state.
+    async fn replay_producer_state(&self, from: i64) -> io::Result<u64> {
+        let mut offset = from;
+        let mut batches = 0;
+        while offset < self.high_watermark() {
+            let chunk = self
+                .read(offset, READ_BYTES_MAX as usize)
+                .await
+                .map_err(ReadError::into_io)?
+                .records;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut pos = 0;
+            let mut inner = self.inner.borrow_mut();
+            while let Some(h) = batch::peek(&chunk[pos..]) {
+                if h.is_idempotent() && h.base_offset >= from {
+                    inner.producers.record(&h);
+                }
+                batches += 1;
+                offset = h.last_offset() + 1;
+                pos += h.total_bytes;
+            }
+        }
+        Ok(batches)
     }
 
     pub fn dir(&self) -> &Path {
@@ -146,9 +233,14 @@ impl PartitionLog {
                 "no record batch in produce data".into(),
             ));
         }
-        let mut pos = 0;
-        while pos < records.len() {
-            pos += batch::validate(&records[pos..], self.config.max_batch_bytes)?.total_bytes;
+        if let Some(original) = self.check_request(records)? {
+            return Ok(AppendOutcome {
+                base_offset: original.base_offset,
+                last_offset: original.last_offset,
+                log_start_offset: self.log_start_offset(),
+                duplicate: true,
+                log_append_time_ms: self.log_append_time(original.max_timestamp),
+            });
         }
         let mut copy = BytesMut::from(records);
         let mut inner = self.inner.borrow_mut();
@@ -158,6 +250,9 @@ impl PartitionLog {
         while pos < copy.len() {
             let h = batch::peek(&copy[pos..]).expect("validated above");
             batch::patch(&mut copy[pos..], next, leader_epoch);
+            if self.config.timestamp_type == TimestampType::LogAppendTime {
+                batch::stamp_log_append_time(&mut copy[pos..pos + h.total_bytes], now_ms);
+            }
             next += i64::from(h.last_offset_delta) + 1;
             pos += h.total_bytes;
         }
@@ -187,6 +282,9 @@ impl PartitionLog {
                 start: pos,
                 len: h.total_bytes,
             });
+            if h.is_idempotent() {
+                inner.producers.record(&h);
+            }
             pos += h.total_bytes;
         }
         inner.next_offset = next;
@@ -200,7 +298,54 @@ impl PartitionLog {
             base_offset,
             last_offset: next - 1,
             log_start_offset,
+            duplicate: false,
+            log_append_time_ms: self.log_append_time(now_ms),
         })
+    }
+
+    fn log_append_time(&self, stamped_ms: i64) -> i64 {
+        match self.config.timestamp_type {
+            TimestampType::LogAppendTime => stamped_ms,
+            TimestampType::CreateTime => -1,
+        }
+    }
+
+    /// Validate every batch of a produce request. `Some(original)` when it retries batches
+    /// already appended (Kafka: the first duplicate found answers for the whole request).
+    fn check_request(&self, records: &[u8]) -> Result<Option<BatchMeta>, AppendError> {
+        let inner = self.inner.borrow();
+        // The producers' previous batches in this request: allocated only for multi-batch
+        // idempotent requests.
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut duplicate = None;
+        let mut pos = 0;
+        while pos < records.len() {
+            let h = batch::validate(&records[pos..], self.config.max_batch_bytes)?;
+            if self.config.cleanup_policy.compacts() {
+                records::require_keys(&records[pos..], &h)?;
+            }
+            pos += h.total_bytes;
+            if !h.is_idempotent() {
+                continue;
+            }
+            let previous = staged
+                .iter()
+                .rev()
+                .find(|s| s.producer_id == h.producer_id)
+                .copied();
+            match inner.producers.check(&h, previous)? {
+                Verdict::Duplicate(original) => {
+                    duplicate.get_or_insert(original);
+                }
+                Verdict::Append if pos < records.len() => staged.push(Staged {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                    last_seq: h.last_sequence(),
+                }),
+                Verdict::Append => {}
+            }
+        }
+        Ok(duplicate)
     }
 
     /// The active segment for a batch, rolling first if size or age demand it.
@@ -230,7 +375,19 @@ impl PartitionLog {
         tracing::debug!(dir = %self.dir.display(), base, "rolling segment");
         let seg = Rc::new(Segment::new(&self.dir, base));
         inner.segments.push(seg.clone());
+        inner.pending_snapshot = Some((base, self.snapshot_producers(inner, base, now_ms)));
         seg
+    }
+
+    /// Expire idle producers and encode the state, which covers every batch below `offset`.
+    fn snapshot_producers(&self, inner: &mut Inner, offset: i64, now_ms: i64) -> Vec<u8> {
+        let expired = inner
+            .producers
+            .expire(now_ms, self.config.producer_id_expiration_ms);
+        if expired > 0 {
+            tracing::debug!(dir = %self.dir.display(), expired, "expired idle producers");
+        }
+        producer_snapshot::encode(&inner.producers, offset)
     }
 
     /// Resolve when everything up to `last_offset` is durable under the flush policy.
@@ -298,27 +455,39 @@ impl PartitionLog {
         if offset == hw {
             return Ok(outcome(Bytes::new()));
         }
-        let cached = self.inner.borrow().tail.read(offset, hw, max_bytes);
-        if let Some(records) = cached {
-            return Ok(outcome(records));
+        let mut offset = offset;
+        loop {
+            let cached = self.inner.borrow().tail.read(offset, hw, max_bytes);
+            if let Some(records) = cached {
+                return Ok(outcome(records));
+            }
+            let (file, start, limit, next_base) = self.locate(offset)?;
+            let records = read_from_file(&file, start, limit, offset, hw, max_bytes).await?;
+            match next_base {
+                // Compaction emptied the rest of this segment: go on with the next one.
+                Some(next) if records.is_empty() && next < hw => offset = next,
+                _ => return Ok(outcome(records)),
+            }
         }
-        let (file, start, limit) = self.locate(offset)?;
-        let records = read_from_file(&file, start, limit, offset, hw, max_bytes).await?;
-        Ok(outcome(records))
     }
 
-    /// File, index-located scan start and written length of the segment holding `offset`.
-    fn locate(&self, offset: i64) -> Result<(Rc<DmaFile>, u64, u64), ReadError> {
+    /// File, index-located scan start and written length of the segment holding `offset`
+    /// (the first segment if compaction emptied the log's start), and the next segment's base.
+    fn locate(&self, offset: i64) -> Result<(Rc<DmaFile>, u64, u64, Option<i64>), ReadError> {
         let inner = self.inner.borrow();
-        let i = inner.segments.partition_point(|s| s.base_offset <= offset);
-        let seg = &inner.segments[i.checked_sub(1).expect("offset >= log start")];
+        let i = inner
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        let seg = &inner.segments[i];
         let st = seg.state.borrow();
         let file = seg.file().ok_or_else(|| {
             ReadError::Storage(io::Error::other("segment file missing (log closed?)"))
         })?;
-        let relative = u32::try_from(offset - seg.base_offset).unwrap_or(u32::MAX);
+        let relative = u32::try_from((offset - seg.base_offset).max(0)).unwrap_or(u32::MAX);
         let (_, position) = st.index.lookup(relative);
-        Ok((file, u64::from(position), st.written))
+        let next_base = inner.segments.get(i + 1).map(|s| s.base_offset);
+        Ok((file, u64::from(position), st.written, next_base))
     }
 
     /// First offset whose batch maxTimestamp >= `ts`, with that timestamp.
@@ -328,7 +497,7 @@ impl PartitionLog {
         for seg in &inner.segments {
             let st = seg.state.borrow();
             if let Some((found_ts, relative)) = st.time_index.lookup(ts) {
-                let offset = seg.base_offset + i64::from(relative);
+                let offset = (seg.base_offset + i64::from(relative)).max(inner.log_start);
                 return Ok((offset < hw).then_some((offset, found_ts)));
             }
         }
@@ -353,6 +522,7 @@ impl PartitionLog {
         if let Some(e) = &self.inner.borrow().failure {
             return Err(copy_io_error(e));
         }
+        self.write_final_snapshot().await;
         let segments = self.inner.borrow().segments.clone();
         let active = segments.last().expect("at least one segment");
         if let Some(file) = active.file() {
@@ -368,6 +538,27 @@ impl PartitionLog {
         }
         tracing::info!(dir = %self.dir.display(), "partition log closed");
         Ok(())
+    }
+}
+
+impl PartitionLog {
+    /// Close: the producer state at the log end, so the next open replays nothing. A failure
+    /// only costs a longer replay at the next open.
+    async fn write_final_snapshot(&self) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let (offset, bytes, mut on_disk) = {
+            let mut inner = self.inner.borrow_mut();
+            let offset = inner.next_offset;
+            let bytes = self.snapshot_producers(&mut inner, offset, now_ms);
+            (offset, bytes, std::mem::take(&mut inner.snapshots))
+        };
+        let written = producer_snapshot::write(&self.dir, offset, &bytes, &mut on_disk).await;
+        self.inner.borrow_mut().snapshots = on_disk;
+        if let Err(e) = written {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "writing the producer snapshot at close failed");
+        }
     }
 }
 

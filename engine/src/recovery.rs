@@ -6,7 +6,10 @@
 //! 3. The last (active) segment is always scanned whole: it may end in a torn write.
 //! 4. A scan checks every batch: length, magic, CRC-32C, and that base offsets continue
 //!    exactly where the previous batch ended. It stops at zero-filled (preallocated) space,
-//!    which is the clean end, or at the first defect.
+//!    which is the clean end, or at the first defect. Closed segments may have been compacted:
+//!    there a batch may start after the expected offset (removed batches) and hold fewer
+//!    records than its offset span; the active segment is never compacted and stays strict.
+//!    `<base>.log.cleaned` files are compactions that did not reach their rename: deleted.
 //! 5. At a defect everything after the last good batch is physically discarded: the partial
 //!    block is rewritten with zeros past the end, the file is truncated to the aligned end
 //!    and preallocated again, and later segments are deleted. Stale bytes can therefore never
@@ -36,13 +39,31 @@ pub struct ScanEnd {
     pub defect: Option<String>,
 }
 
+/// How strictly a scan checks offset continuity.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Continuity {
+    /// Every batch starts exactly at the expected offset (the active segment).
+    Exact,
+    /// The first batch exactly (it was located by the offset index), later ones at or after.
+    ExactFirst,
+    /// At or after the expected offset (a closed, possibly compacted segment).
+    Gaps,
+}
+
 /// A window of the file kept between reads.
-struct Window {
+pub struct Window {
     start: u64,
     data: Option<ReadResult>,
 }
 
 impl Window {
+    pub fn new() -> Window {
+        Window {
+            start: 0,
+            data: None,
+        }
+    }
+
     fn covers(&self, pos: u64, len: u64) -> Option<&[u8]> {
         let data = self.data.as_ref()?;
         let from = usize::try_from(pos.checked_sub(self.start)?).ok()?;
@@ -50,7 +71,9 @@ impl Window {
         (to <= data.len()).then(|| &data[from..to])
     }
 
-    async fn load(
+    /// `len` bytes at `pos`, reading (at least `SCAN_CHUNK_BYTES`, never past `file_len`
+    /// rounded up to the block size) when the window does not hold them.
+    pub async fn load(
         &mut self,
         file: &DmaFile,
         pos: u64,
@@ -82,11 +105,9 @@ pub async fn scan(
     file_len: u64,
     position: u64,
     interval: u32,
+    continuity: Continuity,
 ) -> io::Result<ScanEnd> {
-    let mut window = Window {
-        start: 0,
-        data: None,
-    };
+    let mut window = Window::new();
     let mut pos = position;
     loop {
         let remaining = file_len.saturating_sub(pos);
@@ -120,14 +141,26 @@ pub async fn scan(
             ));
         }
         let bytes = window.load(file, pos, total, file_len).await?;
-        let header = match batch::validate(bytes, usize::MAX) {
+        let checked = match continuity {
+            Continuity::Exact => batch::validate(bytes, usize::MAX),
+            Continuity::ExactFirst | Continuity::Gaps => batch::validate_stored(bytes),
+        };
+        let header = match checked {
             Ok(h) => h,
             Err(e) => return Ok(defect(pos, e.to_string())),
         };
         let mut st = seg.state.borrow_mut();
-        if header.base_offset != st.next_offset
-            || header.last_offset() - seg.base_offset > i64::from(u32::MAX)
-        {
+        let exact = match continuity {
+            Continuity::Exact => true,
+            Continuity::ExactFirst => pos == position,
+            Continuity::Gaps => false,
+        };
+        let continues = if exact {
+            header.base_offset == st.next_offset
+        } else {
+            header.base_offset >= st.next_offset
+        };
+        if !continues || header.last_offset() - seg.base_offset > i64::from(u32::MAX) {
             return Ok(defect(
                 pos,
                 format!(
@@ -178,9 +211,10 @@ pub async fn recover_dir(dir: &Path, config: &LogConfig) -> Result<Vec<Rc<Segmen
             .await
             .map_err(|e| EngineError::io("recovering segment", &path, e))?;
         if let Some(prev) = segments.last() {
+            // A gap is normal after compaction; an overlap means a segment was misnamed.
             let prev_next = prev.state.borrow().next_offset;
-            if prev_next != base {
-                tracing::warn!(dir = %dir.display(), prev_next, base, "gap between segments");
+            if prev_next > base {
+                tracing::warn!(dir = %dir.display(), prev_next, base, "segments overlap");
             }
         }
         segments.push(seg);
@@ -221,7 +255,10 @@ fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
                     bases.push(base);
                 }
             }
-            Some("tmp") => std::fs::remove_file(&path)?,
+            Some("tmp") | Some("cleaned") => {
+                std::fs::remove_file(&path)?;
+                tracing::debug!(path = %path.display(), "removed an unfinished file");
+            }
             _ => {}
         }
     }
@@ -251,7 +288,15 @@ async fn recover_segment(
                 st.size = u64::from(pos);
                 st.next_offset = seg.base_offset + i64::from(rel);
             }
-            let scanned = scan(seg, &file, file_len, u64::from(pos), interval).await?;
+            let scanned = scan(
+                seg,
+                &file,
+                file_len,
+                u64::from(pos),
+                interval,
+                Continuity::ExactFirst,
+            )
+            .await?;
             if scanned.defect.is_none() && scanned.end > u64::from(pos) {
                 trusted = true;
                 end = Some(scanned);
@@ -262,7 +307,14 @@ async fn recover_segment(
     }
     let end = match end {
         Some(e) => e,
-        None => scan(seg, &file, file_len, 0, interval).await?,
+        None => {
+            let continuity = if is_last {
+                Continuity::Exact
+            } else {
+                Continuity::Gaps
+            };
+            scan(seg, &file, file_len, 0, interval, continuity).await?
+        }
     };
     let align = file.alignment();
     let mut allocated = file_len;

@@ -31,6 +31,11 @@ pub fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.timeindex"))
 }
 
+/// A compacted copy of `<base>.log` before it is renamed over the original.
+pub fn cleaned_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log.cleaned"))
+}
+
 pub fn align_up(v: u64, align: u64) -> u64 {
     v.div_ceil(align) * align
 }
@@ -67,6 +72,7 @@ pub struct SegmentState {
 
 impl SegmentState {
     /// Account one batch stored at `position`: sizes, offsets, sparse index, time index.
+    /// Offsets may jump forward (compacted segments); appends check contiguity in the tail.
     pub fn account_batch(
         &mut self,
         base: i64,
@@ -75,10 +81,7 @@ impl SegmentState {
         interval: u32,
         now_ms: i64,
     ) {
-        assert_eq!(
-            h.base_offset, self.next_offset,
-            "offsets must be contiguous"
-        );
+        assert!(h.base_offset >= self.next_offset, "offsets must increase");
         assert_eq!(
             position, self.size,
             "batches must be contiguous in the file"
@@ -164,17 +167,30 @@ impl Segment {
             index_path(&self.dir, self.base_offset),
             time_index_path(&self.dir, self.base_offset),
         ] {
-            match glommio::io::remove(&path).await {
-                Ok(()) => {}
-                Err(e) => {
-                    let e = io::Error::from(e);
-                    if e.kind() != io::ErrorKind::NotFound {
-                        return Err(e);
-                    }
-                }
-            }
+            remove_if_exists(&path).await?;
         }
         Ok(())
+    }
+
+    /// Remove only the index files (compaction, before the log is replaced: a crash must never
+    /// pair an old index with a new log).
+    pub async fn delete_indexes(&self) -> io::Result<()> {
+        remove_if_exists(&index_path(&self.dir, self.base_offset)).await?;
+        remove_if_exists(&time_index_path(&self.dir, self.base_offset)).await
+    }
+}
+
+pub async fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match glommio::io::remove(path).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let e = io::Error::from(e);
+            if e.kind() == io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
     }
 }
 
@@ -187,9 +203,13 @@ pub async fn open_rw(path: &Path) -> io::Result<DmaFile> {
         .await?)
 }
 
-/// Write a small file through O_DIRECT: padded to the block size, then trimmed to `bytes.len()`.
-async fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
+/// Write a small file through O_DIRECT: padded to the block size, then trimmed to
+/// `bytes.len()`; written as `<name>.tmp`, fdatasync'ed and renamed, so a crash leaves the old
+/// or the new file, never a mix.
+pub async fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let file = DmaFile::create(&tmp).await?;
     if !bytes.is_empty() {
         let align = file.alignment();

@@ -37,6 +37,13 @@ pub struct NetConfig {
     /// Bytes of requests a shard may have started but not yet answered, over all its connections. The engine
     /// keeps appended data in memory until it is written, so this is what bounds that memory under a slow disk.
     pub inflight_request_bytes_max: usize,
+    /// Partitions of `__consumer_offsets` (fixed once the topic exists: it decides where each group lives).
+    pub offsets_topic_partitions: i32,
+    /// Bounds on the session timeout a group member may ask for.
+    pub group_min_session_timeout: Duration,
+    pub group_max_session_timeout: Duration,
+    /// How long the first rebalance of an empty group waits for more members.
+    pub group_initial_rebalance_delay: Duration,
 }
 
 pub struct ShardContext {
@@ -50,6 +57,8 @@ pub struct ShardContext {
     pub metrics: Arc<ShardMetrics>,
     /// Permits for `inflight_request_bytes_max`, taken by a connection's reader before it starts a request.
     pub request_bytes_budget: Rc<glommio::sync::Semaphore>,
+    /// The consumer groups of the `__consumer_offsets` partitions this shard owns.
+    pub groups: Rc<crate::group::Coordinator>,
 }
 
 impl ShardContext {

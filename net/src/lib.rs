@@ -20,6 +20,7 @@ pub mod codes;
 pub mod connection;
 pub mod context;
 pub mod frame;
+pub mod group;
 pub mod mesh;
 pub mod metrics;
 pub mod partition_ops;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
+use futures::future::join_all;
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
@@ -92,19 +93,18 @@ impl Mesh {
         endpoints: MeshEndpoints,
         metrics: Arc<ShardMetrics>,
     ) -> (Mesh, Vec<(u32, ConnectedReceiver<MeshMsg>)>) {
-        let mut senders = Vec::with_capacity(endpoints.senders.len());
-        for tx in endpoints.senders {
-            senders.push(match tx {
+        // glommio's connect() completes only once the other end has connected too, so every end is connected
+        // at once: connecting one after another would wait on a peer that is itself waiting on us.
+        let senders = join_all(endpoints.senders.into_iter().map(|tx| async move {
+            match tx {
                 Some(tx) => Some(Rc::new(tx.connect().await)),
                 None => None,
-            });
-        }
-        let mut receivers = Vec::new();
-        for (peer, rx) in endpoints.receivers.into_iter().enumerate() {
-            if let Some(rx) = rx {
-                receivers.push((peer as u32, rx.connect().await));
             }
-        }
+        }));
+        let receivers = join_all(endpoints.receivers.into_iter().enumerate().filter_map(
+            |(peer, rx)| rx.map(|rx| async move { (peer as u32, rx.connect().await) }),
+        ));
+        let (senders, receivers) = futures::join!(senders, receivers);
         let inflight = (0..senders.len())
             .map(|_| Semaphore::new(MESH_INFLIGHT_PER_PEER_MAX as u64))
             .collect();

@@ -30,6 +30,8 @@ pub enum PartitionOp {
     WaitForData { offset: i64, max_wait: Duration },
     /// -2 earliest, -1 latest, otherwise the first offset with a timestamp >= the value.
     ListOffset { timestamp: i64 },
+    /// A consumer-group request for a group of this `__consumer_offsets` partition.
+    Group(crate::group::GroupCall),
 }
 
 #[derive(Debug)]
@@ -51,6 +53,7 @@ pub enum PartitionReply {
         offset: i64,
         timestamp: i64,
     },
+    Group(crate::group::GroupReply),
 }
 
 impl PartitionReply {
@@ -74,7 +77,21 @@ impl PartitionReply {
                 offset: -1,
                 timestamp: -1,
             },
+            PartitionOp::Group(call) => PartitionReply::Group(crate::group::GroupReply::error_for(
+                call,
+                group_error(error_code),
+            )),
         }
+    }
+}
+
+/// Group clients re-find their coordinator on NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE; a partition-level
+/// code would be fatal to them.
+fn group_error(error_code: i16) -> i16 {
+    match error_code {
+        codes::UNKNOWN_TOPIC_OR_PARTITION => crate::group::codes::NOT_COORDINATOR,
+        codes::NONE => codes::NONE,
+        _ => crate::group::codes::COORDINATOR_NOT_AVAILABLE,
     }
 }
 
@@ -120,6 +137,10 @@ pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> P
             PartitionReply::Waited
         }
         PartitionOp::ListOffset { timestamp } => list_offset(&log, timestamp).await,
+        // route::run_local hands group calls to the shard's coordinator; one arriving here has no coordinator.
+        PartitionOp::Group(call) => {
+            PartitionReply::error_for(&PartitionOp::Group(call), codes::UNKNOWN_TOPIC_OR_PARTITION)
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use pinlog_engine::PartitionLog;
 use pinlog_raft_shard::MetadataSnapshot;
 
 use crate::codes;
-use crate::context::ShardContext;
+use crate::context::{NetConfig, ShardContext};
 use crate::partition_ops::{self, PartitionOp, PartitionReply, PartitionRequest};
 
 /// Slack added to a forwarded request's own bound, so the owner's answer (even a timeout answer) can still arrive.
@@ -30,7 +30,7 @@ pub async fn execute(ctx: &Rc<ShardContext>, request: PartitionRequest) -> Parti
     if shard == ctx.shard_id {
         return run_local(ctx, &snapshot, request).await;
     }
-    let deadline = mesh_deadline(&request.op, ctx.config.request_timeout);
+    let deadline = mesh_deadline(&request.op, &ctx.config);
     let timed_out = PartitionReply::error_for(&request.op, codes::REQUEST_TIMED_OUT);
     match ctx
         .mesh
@@ -77,7 +77,17 @@ async fn run_local(
         return PartitionReply::error_for(&request.op, codes::UNKNOWN_TOPIC_OR_PARTITION);
     };
     match open_local(ctx, snapshot, &request.topic, request.partition).await {
-        Some(log) => partition_ops::run(log, leader_epoch, request.op).await,
+        Some(log) => match request.op {
+            PartitionOp::Group(call) => {
+                let bound = call.wait_bound(&ctx.config);
+                let reply = ctx
+                    .groups
+                    .serve(request.partition, log, leader_epoch, call, bound)
+                    .await;
+                PartitionReply::Group(reply)
+            }
+            op => partition_ops::run(log, leader_epoch, op).await,
+        },
         None => PartitionReply::error_for(&request.op, codes::KAFKA_STORAGE_ERROR),
     }
 }
@@ -102,11 +112,12 @@ pub async fn open_local(
     }
 }
 
-fn mesh_deadline(op: &PartitionOp, request_timeout: Duration) -> Duration {
+fn mesh_deadline(op: &PartitionOp, config: &NetConfig) -> Duration {
     let own = match op {
         PartitionOp::Produce { timeout, .. } => *timeout,
         PartitionOp::WaitForData { max_wait, .. } => *max_wait,
-        PartitionOp::Read { .. } | PartitionOp::ListOffset { .. } => request_timeout,
+        PartitionOp::Read { .. } | PartitionOp::ListOffset { .. } => config.request_timeout,
+        PartitionOp::Group(call) => call.wait_bound(config),
     };
     own + MESH_DEADLINE_SLACK
 }

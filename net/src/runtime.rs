@@ -45,11 +45,23 @@ pub enum ShardError {
 }
 
 pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
+    let shard_id = params.shard_id;
     let metadata = MetadataClient::connect(params.metadata_link).await;
-    let (mesh, peers) = Mesh::connect(params.mesh, params.metrics.clone()).await;
+    tracing::debug!(
+        shard_id,
+        version = metadata.current().version,
+        "metadata connected"
+    );
+    // Connected together: each completes only when its other end (another thread) connects as well.
+    let ((mesh, peers), stop) = futures::join!(
+        Mesh::connect(params.mesh, params.metrics.clone()),
+        params.stop.connect()
+    );
+    tracing::debug!(shard_id, "mesh connected");
     let request_bytes_budget = Rc::new(glommio::sync::Semaphore::new(
         params.config.inflight_request_bytes_max as u64,
     ));
+    let groups = crate::group::Coordinator::new(&params.config);
     let ctx = Rc::new(ShardContext {
         shard_id: params.shard_id,
         shard_count: params.shard_count,
@@ -60,6 +72,7 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
         connections: Cell::new(0),
         request_bytes_budget,
         metrics: params.metrics,
+        groups,
     });
     for (peer, receiver) in peers {
         glommio::spawn_local(serve_peer(Rc::downgrade(&ctx), peer, receiver)).detach();
@@ -76,7 +89,6 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
         source: e.into(),
     })?;
     tracing::info!(shard = ctx.shard_id, %addr, partitions = ctx.storage.partitions().len(), "shard serving");
-    let stop = params.stop.connect().await;
     let accepting = glommio::spawn_local(accept_loop(ctx.clone(), listener));
     let _ = stop.recv().await;
     accepting.cancel().await;
@@ -121,7 +133,14 @@ impl Placement {
             if self.open.borrow().contains_key(&(topic.clone(), partition)) {
                 continue;
             }
-            if open_local(ctx, snapshot, &topic, partition).await.is_some() {
+            if let Some(log) = open_local(ctx, snapshot, &topic, partition).await {
+                if topic == crate::group::OFFSETS_TOPIC {
+                    let epoch =
+                        crate::route::locate(snapshot, &topic, partition).map_or(0, |(_, e)| e);
+                    let groups = ctx.groups.clone();
+                    glommio::spawn_local(async move { groups.load(partition, log, epoch).await })
+                        .detach();
+                }
                 self.open.borrow_mut().insert((topic, partition), id);
             }
         }

@@ -48,5 +48,15 @@ pub(crate) struct RaftEnd {
 pub(crate) fn link(shard: u32, capacity: usize) -> (ShardLink, RaftEnd) {
     let (proposal_tx, proposal_rx) = shared_channel::new_bounded(capacity);
     let (event_tx, event_rx) = shared_channel::new_bounded(capacity);
-    (ShardLink { shard, proposals: proposal_tx, events: event_rx }, RaftEnd { proposals: proposal_rx, events: event_tx })
+    (
+        ShardLink {
+            shard,
+            proposals: proposal_tx,
+            events: event_rx,
+        },
+        RaftEnd {
+            proposals: proposal_rx,
+            events: event_tx,
+        },
+    )
 }

@@ -90,7 +90,11 @@ impl MetadataClient {
 
     /// Sends the command and waits for its apply, at most `timeout`. The Metadata event of that apply reaches
     /// this client before the outcome does, so `current()` already shows the change when this returns.
-    pub async fn propose(&self, command: MetadataCommand, timeout: Duration) -> Result<CommandOutcome, ProposeError> {
+    pub async fn propose(
+        &self,
+        command: MetadataCommand,
+        timeout: Duration,
+    ) -> Result<CommandOutcome, ProposeError> {
         let started = Instant::now();
         let (id, reply) = {
             let mut state = self.state.borrow_mut();
@@ -146,13 +150,19 @@ impl MetadataClient {
         match event {
             RaftEvent::Metadata(snapshot) => {
                 if snapshot.version < state.current.version {
-                    tracing::warn!(shard = self.shard, version = snapshot.version, "ignoring older metadata");
+                    tracing::warn!(
+                        shard = self.shard,
+                        version = snapshot.version,
+                        "ignoring older metadata"
+                    );
                     return;
                 }
                 let version = snapshot.version;
                 state.current = snapshot;
-                let (ready, waiting): (Vec<_>, Vec<_>) =
-                    state.watchers.drain(..).partition(|(seen, _)| version > *seen);
+                let (ready, waiting): (Vec<_>, Vec<_>) = state
+                    .watchers
+                    .drain(..)
+                    .partition(|(seen, _)| version > *seen);
                 state.watchers = waiting;
                 for (_, tx) in ready {
                     let _ = tx.send(state.current.clone());
@@ -176,7 +186,10 @@ impl MetadataClient {
         state.gone = true;
         // Dropping the senders ends every pending proposal with Timeout at once.
         state.pending.clear();
-        tracing::warn!(shard = self.shard, "metadata raft shard is gone; metadata changes will time out");
+        tracing::warn!(
+            shard = self.shard,
+            "metadata raft shard is gone; metadata changes will time out"
+        );
     }
 }
 

@@ -12,7 +12,12 @@ use crate::frame::{self, Decoded};
 
 pub(crate) const MAGIC_BYTES: usize = 8;
 
-pub(crate) fn replace(dir: &Path, name: &str, magic: &[u8; MAGIC_BYTES], payload: &[u8]) -> Result<(), RaftShardError> {
+pub(crate) fn replace(
+    dir: &Path,
+    name: &str,
+    magic: &[u8; MAGIC_BYTES],
+    payload: &[u8],
+) -> Result<(), RaftShardError> {
     let mut bytes = Vec::with_capacity(MAGIC_BYTES + frame::FRAME_HEADER_BYTES + payload.len());
     bytes.extend_from_slice(magic);
     frame::encode(payload, &mut bytes);
@@ -24,18 +29,26 @@ pub(crate) fn write_and_rename(dir: &Path, name: &str, bytes: &[u8]) -> Result<(
     let tmp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
     let mut file = File::create(&tmp).map_err(RaftShardError::io("create", &tmp))?;
-    file.write_all(bytes).map_err(RaftShardError::io("write", &tmp))?;
-    file.sync_data().map_err(RaftShardError::io("fdatasync", &tmp))?;
+    file.write_all(bytes)
+        .map_err(RaftShardError::io("write", &tmp))?;
+    file.sync_data()
+        .map_err(RaftShardError::io("fdatasync", &tmp))?;
     fs::rename(&tmp, &target).map_err(RaftShardError::io("rename", &target))?;
     sync_dir(dir)
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), RaftShardError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(RaftShardError::io("fsync directory", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(RaftShardError::io("fsync directory", dir))
 }
 
 /// The payload of `<dir>/<name>`, `None` if the file does not exist.
-pub(crate) fn read(dir: &Path, name: &str, magic: &[u8; MAGIC_BYTES]) -> Result<Option<Vec<u8>>, RaftShardError> {
+pub(crate) fn read(
+    dir: &Path,
+    name: &str,
+    magic: &[u8; MAGIC_BYTES],
+) -> Result<Option<Vec<u8>>, RaftShardError> {
     let path: PathBuf = dir.join(name);
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
@@ -47,7 +60,10 @@ pub(crate) fn read(dir: &Path, name: &str, magic: &[u8; MAGIC_BYTES]) -> Result<
     }
     match frame::decode(&bytes, MAGIC_BYTES) {
         Decoded::Frame { payload, next } if next == bytes.len() => Ok(Some(payload.to_vec())),
-        Decoded::Frame { .. } => Err(RaftShardError::corrupt(path, "trailing bytes after the frame")),
+        Decoded::Frame { .. } => Err(RaftShardError::corrupt(
+            path,
+            "trailing bytes after the frame",
+        )),
         Decoded::Torn => Err(RaftShardError::corrupt(path, "truncated frame")),
         Decoded::Corrupt { .. } => Err(RaftShardError::corrupt(path, "checksum mismatch")),
     }

@@ -20,9 +20,13 @@ impl LoggedCommand {
     /// Draws the topic ids the command will need.
     pub fn new(command: MetadataCommand) -> LoggedCommand {
         let topic_ids = match &command {
-            MetadataCommand::CreateTopics { topics, validate_only: false } => {
-                topics.iter().map(|_| *uuid::Uuid::new_v4().as_bytes()).collect()
-            }
+            MetadataCommand::CreateTopics {
+                topics,
+                validate_only: false,
+            } => topics
+                .iter()
+                .map(|_| *uuid::Uuid::new_v4().as_bytes())
+                .collect(),
             _ => Vec::new(),
         };
         LoggedCommand { command, topic_ids }
@@ -92,7 +96,10 @@ mod tests {
             replication_factor: 1,
             configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
         };
-        let command = MetadataCommand::CreateTopics { topics: vec![topic("a"), topic("b")], validate_only: false };
+        let command = MetadataCommand::CreateTopics {
+            topics: vec![topic("a"), topic("b")],
+            validate_only: false,
+        };
         let logged = LoggedCommand::new(command);
         assert_eq!(logged.topic_ids.len(), 2);
         assert_ne!(logged.topic_ids[0], logged.topic_ids[1]);
@@ -100,15 +107,25 @@ mod tests {
         // Decoding must not depend on the buffer's alignment.
         let mut shifted = vec![0u8];
         shifted.extend_from_slice(&bytes);
-        assert_eq!(LoggedCommand::decode(&shifted[1..]).expect("decodes"), logged);
+        assert_eq!(
+            LoggedCommand::decode(&shifted[1..]).expect("decodes"),
+            logged
+        );
         assert!(LoggedCommand::decode(&bytes[..bytes.len() / 2]).is_err());
-        let validate = LoggedCommand::new(MetadataCommand::CreateTopics { topics: vec![topic("c")], validate_only: true });
+        let validate = LoggedCommand::new(MetadataCommand::CreateTopics {
+            topics: vec![topic("c")],
+            validate_only: true,
+        });
         assert!(validate.topic_ids.is_empty());
     }
 
     #[test]
     fn origin_round_trips_and_rejects_foreign_contexts() {
-        let origin = Origin { incarnation: u64::MAX - 1, shard: 3, id: 42 };
+        let origin = Origin {
+            incarnation: u64::MAX - 1,
+            shard: 3,
+            id: 42,
+        };
         assert_eq!(Origin::decode(&origin.encode()), Some(origin));
         assert_eq!(Origin::decode(&[]), None);
         assert_eq!(Origin::decode(&[1, 2, 3]), None);

@@ -24,12 +24,18 @@ pub enum RaftShardError {
 }
 
 impl RaftShardError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RaftShardError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> RaftShardError {
         let path = path.into();
         move |source| RaftShardError::Io { op, path, source }
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> RaftShardError {
-        RaftShardError::Corrupt { path: path.into(), reason: reason.into() }
+        RaftShardError::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }

@@ -80,8 +80,9 @@ pub fn spawn(config: RaftShardConfig) -> Result<(RaftShardHandle, Vec<ShardLink>
         shard_count: config.shard_count as u32,
         snapshot_every_entries: config.snapshot_every_entries,
     })?;
-    let (links, ends): (Vec<ShardLink>, Vec<RaftEnd>) =
-        (0..config.shard_count).map(|shard| channels::link(shard as u32, config.channel_capacity)).unzip();
+    let (links, ends): (Vec<ShardLink>, Vec<RaftEnd>) = (0..config.shard_count)
+        .map(|shard| channels::link(shard as u32, config.channel_capacity))
+        .unzip();
     let stop = Arc::new(AtomicBool::new(false));
     let placement = config.cpu.map_or(Placement::Unbound, Placement::Fixed);
     let tick = Duration::from_millis(config.tick_ms);
@@ -120,14 +121,32 @@ async fn run(
     let (inbox_tx, inbox) = local_channel::new_bounded(capacity);
     let inbox_tx = Rc::new(inbox_tx);
     let mut outs = Vec::with_capacity(ends.len());
+    let mut tasks = Vec::with_capacity(2 * ends.len());
     for (shard, end) in ends.into_iter().enumerate() {
         let (doorbell, rung) = local_channel::new_bounded(1);
-        let out = Rc::new(ShardOut { outbox: RefCell::new(Outbox::new(capacity)), doorbell });
-        glommio::spawn_local(intake(shard as u32, end.proposals, inbox_tx.clone())).detach();
-        glommio::spawn_local(deliver(shard as u32, out.clone(), rung, end.events)).detach();
+        let out = Rc::new(ShardOut {
+            outbox: RefCell::new(Outbox::new(capacity)),
+            doorbell,
+        });
+        tasks.push(glommio::spawn_local(intake(
+            shard as u32,
+            end.proposals,
+            inbox_tx.clone(),
+        )));
+        tasks.push(glommio::spawn_local(deliver(
+            shard as u32,
+            out.clone(),
+            rung,
+            end.events,
+        )));
         outs.push(out);
     }
     let result = drive(&mut node, &inbox, &outs, tick, &stop).await;
+    // Drop every channel end now (glommio does not drop tasks left behind when the executor ends): the shards see
+    // their links close and fail pending and new proposals at once instead of at their timeouts.
+    for task in tasks {
+        task.cancel().await;
+    }
     if let Err(err) = &result {
         tracing::error!(%err, "metadata raft shard stopped: metadata changes will time out until restart");
     }
@@ -190,7 +209,11 @@ fn dispatch(outputs: &mut Vec<Output>, outs: &[Rc<ShardOut>]) {
                 // Replies only exist for proposals that came in through one of these links.
                 let out = &outs[shard as usize];
                 if let Some(id) = out.outbox.borrow_mut().push_reply(event) {
-                    tracing::warn!(shard, id, "shard is not reading metadata events; dropped the oldest reply");
+                    tracing::warn!(
+                        shard,
+                        id,
+                        "shard is not reading metadata events; dropped the oldest reply"
+                    );
                 }
                 out.ring();
             }
@@ -198,7 +221,11 @@ fn dispatch(outputs: &mut Vec<Output>, outs: &[Rc<ShardOut>]) {
     }
 }
 
-async fn intake(shard: u32, proposals: SharedReceiver<Proposal>, inbox: Rc<LocalSender<(u32, Proposal)>>) {
+async fn intake(
+    shard: u32,
+    proposals: SharedReceiver<Proposal>,
+    inbox: Rc<LocalSender<(u32, Proposal)>>,
+) {
     let proposals = proposals.connect().await;
     while let Some(proposal) = proposals.recv().await {
         if inbox.send((shard, proposal)).await.is_err() {
@@ -208,7 +235,12 @@ async fn intake(shard: u32, proposals: SharedReceiver<Proposal>, inbox: Rc<Local
     tracing::debug!(shard, "shard closed its proposal channel");
 }
 
-async fn deliver(shard: u32, out: Rc<ShardOut>, rung: LocalReceiver<()>, events: SharedSender<RaftEvent>) {
+async fn deliver(
+    shard: u32,
+    out: Rc<ShardOut>,
+    rung: LocalReceiver<()>,
+    events: SharedSender<RaftEvent>,
+) {
     let events = events.connect().await;
     loop {
         let next = out.outbox.borrow_mut().pop();

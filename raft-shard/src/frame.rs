@@ -6,7 +6,11 @@ pub(crate) const FRAME_HEADER_BYTES: usize = 8;
 pub(crate) const FRAME_PAYLOAD_BYTES_MAX: usize = 256 << 20;
 
 pub(crate) fn encode(payload: &[u8], out: &mut Vec<u8>) {
-    assert!(payload.len() <= FRAME_PAYLOAD_BYTES_MAX, "frame payload of {} bytes", payload.len());
+    assert!(
+        payload.len() <= FRAME_PAYLOAD_BYTES_MAX,
+        "frame payload of {} bytes",
+        payload.len()
+    );
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     out.extend_from_slice(payload);
@@ -36,9 +40,14 @@ pub(crate) fn decode(buf: &[u8], at: usize) -> Decoded<'_> {
         return Decoded::Torn;
     };
     if crc32c::crc32c(payload) != crc {
-        return Decoded::Corrupt { end: Some(start + len) };
+        return Decoded::Corrupt {
+            end: Some(start + len),
+        };
     }
-    Decoded::Frame { payload, next: start + len }
+    Decoded::Frame {
+        payload,
+        next: start + len,
+    }
 }
 
 #[cfg(test)]
@@ -50,9 +59,17 @@ mod tests {
         let mut buf = Vec::new();
         encode(b"first", &mut buf);
         encode(b"", &mut buf);
-        let Decoded::Frame { payload, next } = decode(&buf, 0) else { panic!("whole frame") };
+        let Decoded::Frame { payload, next } = decode(&buf, 0) else {
+            panic!("whole frame")
+        };
         assert_eq!(payload, b"first");
-        assert_eq!(decode(&buf, next), Decoded::Frame { payload: b"", next: buf.len() });
+        assert_eq!(
+            decode(&buf, next),
+            Decoded::Frame {
+                payload: b"",
+                next: buf.len()
+            }
+        );
         assert_eq!(decode(&buf, buf.len()), Decoded::Torn);
         assert_eq!(decode(&buf[..10], 0), Decoded::Torn);
         let mut flipped = buf.clone();

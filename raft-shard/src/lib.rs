@@ -85,7 +85,8 @@ pub use client::{MetadataClient, ProposeError, FIRST_METADATA_WAIT_MS_MAX};
 pub use error::RaftShardError;
 pub use executor::{spawn, RaftShardConfig, RaftShardHandle};
 pub use state::{
-    BrokerMeta, CommandOutcome, MetadataCommand, MetadataSnapshot, NewTopic, PartitionMeta, TopicMeta, TopicOutcome,
+    BrokerMeta, CommandOutcome, MetadataCommand, MetadataSnapshot, NewTopic, PartitionMeta,
+    TopicMeta, TopicOutcome,
 };
 pub use topic_rules::{codes, TOPIC_NAME_CHARS_MAX, TOPIC_PARTITIONS_MAX};
 
@@ -94,5 +95,8 @@ pub use topic_rules::{codes, TOPIC_NAME_CHARS_MAX, TOPIC_PARTITIONS_MAX};
 pub(crate) fn test_dir() -> tempfile::TempDir {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
     std::fs::create_dir_all(&base).expect("create target/tmp");
-    tempfile::Builder::new().prefix("raft-shard-").tempdir_in(base).expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("raft-shard-")
+        .tempdir_in(base)
+        .expect("temp dir")
 }

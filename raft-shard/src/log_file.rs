@@ -42,21 +42,38 @@ impl LogFile {
             return Err(RaftShardError::corrupt(&path, "wrong magic"));
         }
         let (entries, valid_bytes) = replay(&path, &bytes)?;
-        let file = OpenOptions::new().append(true).open(&path).map_err(RaftShardError::io("open", &path))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(RaftShardError::io("open", &path))?;
         if valid_bytes < bytes.len() {
             tracing::warn!(path = %path.display(), cut_bytes = bytes.len() - valid_bytes, "raft log: cutting off a torn last write");
-            file.set_len(valid_bytes as u64).map_err(RaftShardError::io("truncate", &path))?;
-            file.sync_data().map_err(RaftShardError::io("fdatasync", &path))?;
+            file.set_len(valid_bytes as u64)
+                .map_err(RaftShardError::io("truncate", &path))?;
+            file.sync_data()
+                .map_err(RaftShardError::io("fdatasync", &path))?;
         }
-        Ok((LogFile { dir: dir.to_owned(), path, file, buf: Vec::new() }, entries))
+        Ok((
+            LogFile {
+                dir: dir.to_owned(),
+                path,
+                file,
+                buf: Vec::new(),
+            },
+            entries,
+        ))
     }
 
     /// Appends the entries and makes them durable before returning.
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), RaftShardError> {
         self.buf.clear();
         encode_entries(entries, &mut self.buf, &self.path)?;
-        self.file.write_all(&self.buf).map_err(RaftShardError::io("write", &self.path))?;
-        self.file.sync_data().map_err(RaftShardError::io("fdatasync", &self.path))
+        self.file
+            .write_all(&self.buf)
+            .map_err(RaftShardError::io("write", &self.path))?;
+        self.file
+            .sync_data()
+            .map_err(RaftShardError::io("fdatasync", &self.path))
     }
 
     /// Replaces the whole log with `entries` (atomically: a crash leaves the old or the new log).
@@ -64,14 +81,19 @@ impl LogFile {
         let mut bytes = MAGIC.to_vec();
         encode_entries(entries, &mut bytes, &self.path)?;
         durable::write_and_rename(&self.dir, FILE_NAME, &bytes)?;
-        self.file = OpenOptions::new().append(true).open(&self.path).map_err(RaftShardError::io("open", &self.path))?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(RaftShardError::io("open", &self.path))?;
         Ok(())
     }
 }
 
 fn encode_entries(entries: &[Entry], out: &mut Vec<u8>, path: &Path) -> Result<(), RaftShardError> {
     for entry in entries {
-        let payload = entry.write_to_bytes().map_err(|e| RaftShardError::corrupt(path, e.to_string()))?;
+        let payload = entry
+            .write_to_bytes()
+            .map_err(|e| RaftShardError::corrupt(path, e.to_string()))?;
         frame::encode(&payload, out);
     }
     Ok(())
@@ -90,16 +112,23 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Vec<Entry>, usize), RaftShardErr
             Decoded::Torn => return Ok((entries, at)),
             Decoded::Corrupt { end: Some(end) } if end == bytes.len() => return Ok((entries, at)),
             Decoded::Corrupt { .. } => {
-                return Err(RaftShardError::corrupt(path, format!("bad frame at byte {at} before the end of the log")))
+                return Err(RaftShardError::corrupt(
+                    path,
+                    format!("bad frame at byte {at} before the end of the log"),
+                ))
             }
         };
-        let entry = Entry::parse_from_bytes(payload)
-            .map_err(|e| RaftShardError::corrupt(path, format!("bad entry before byte {at}: {e}")))?;
+        let entry = Entry::parse_from_bytes(payload).map_err(|e| {
+            RaftShardError::corrupt(path, format!("bad entry before byte {at}: {e}"))
+        })?;
         let keep = entries.partition_point(|e| e.index < entry.index);
         entries.truncate(keep);
         if let Some(last) = entries.last() {
             if last.index + 1 != entry.index {
-                return Err(RaftShardError::corrupt(path, format!("gap after index {}: {}", last.index, entry.index)));
+                return Err(RaftShardError::corrupt(
+                    path,
+                    format!("gap after index {}: {}", last.index, entry.index),
+                ));
             }
         }
         entries.push(entry);
@@ -112,11 +141,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8; 3].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 3].into(),
+            ..Default::default()
+        }
     }
 
     fn indexes_terms(entries: &[Entry]) -> Vec<(u64, u64)> {
@@ -128,7 +158,8 @@ mod tests {
         let dir = crate::test_dir();
         let (mut log, entries) = LogFile::open(dir.path()).expect("create");
         assert!(entries.is_empty());
-        log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).expect("append");
+        log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
+            .expect("append");
         log.append(&[entry(2, 2)]).expect("overwrite from 2");
         drop(log);
         let (_, entries) = LogFile::open(dir.path()).expect("reopen");
@@ -155,14 +186,18 @@ mod tests {
         let mut damaged = std::fs::read(&path).expect("read");
         damaged[durable::MAGIC_BYTES + frame::FRAME_HEADER_BYTES] ^= 0xff;
         std::fs::write(&path, &damaged).expect("damage the first entry");
-        assert!(matches!(LogFile::open(dir.path()), Err(RaftShardError::Corrupt { .. })));
+        assert!(matches!(
+            LogFile::open(dir.path()),
+            Err(RaftShardError::Corrupt { .. })
+        ));
     }
 
     #[test]
     fn rewrite_keeps_only_the_given_entries() {
         let dir = crate::test_dir();
         let (mut log, _) = LogFile::open(dir.path()).expect("create");
-        log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).expect("append");
+        log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
+            .expect("append");
         log.rewrite(&[entry(3, 1)]).expect("compact");
         log.append(&[entry(4, 1)]).expect("append after rewrite");
         drop(log);

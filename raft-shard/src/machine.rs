@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use crate::entry::LoggedCommand;
 use crate::state::{
-    BrokerMeta, CommandOutcome, MetadataCommand, MetadataSnapshot, NewTopic, PartitionMeta, TopicMeta, TopicOutcome,
+    BrokerMeta, CommandOutcome, MetadataCommand, MetadataSnapshot, NewTopic, PartitionMeta,
+    TopicMeta, TopicOutcome,
 };
 use crate::topic_rules::{self, codes, TopicCheck};
 
@@ -25,7 +26,12 @@ pub(crate) struct Machine {
 
 impl Machine {
     pub fn new(cluster_id: String) -> Machine {
-        Machine { applied_index: 0, cluster_id, brokers: BTreeMap::new(), topics: BTreeMap::new() }
+        Machine {
+            applied_index: 0,
+            cluster_id,
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+        }
     }
 
     /// The immutable view published to the shards.
@@ -47,14 +53,29 @@ impl Machine {
     pub fn apply(&mut self, index: u64, logged: &LoggedCommand) -> CommandOutcome {
         self.advance_to(index);
         match &logged.command {
-            MetadataCommand::RegisterBroker { node_id, host, port, shard_count } => {
-                let broker = BrokerMeta { node_id: *node_id, host: host.clone(), port: *port, shard_count: *shard_count };
+            MetadataCommand::RegisterBroker {
+                node_id,
+                host,
+                port,
+                shard_count,
+            } => {
+                let broker = BrokerMeta {
+                    node_id: *node_id,
+                    host: host.clone(),
+                    port: *port,
+                    shard_count: *shard_count,
+                };
                 self.brokers.insert(*node_id, broker);
                 CommandOutcome::Done
             }
-            MetadataCommand::CreateTopics { topics, validate_only } => {
-                CommandOutcome::Topics(self.create_topics(topics, *validate_only, &logged.topic_ids))
-            }
+            MetadataCommand::CreateTopics {
+                topics,
+                validate_only,
+            } => CommandOutcome::Topics(self.create_topics(
+                topics,
+                *validate_only,
+                &logged.topic_ids,
+            )),
             MetadataCommand::DeleteTopics { names } => {
                 CommandOutcome::Topics(names.iter().map(|name| self.delete_topic(name)).collect())
             }
@@ -62,15 +83,27 @@ impl Machine {
     }
 
     fn advance_to(&mut self, index: u64) {
-        assert!(index > self.applied_index, "entry {index} applied after {}", self.applied_index);
+        assert!(
+            index > self.applied_index,
+            "entry {index} applied after {}",
+            self.applied_index
+        );
         self.applied_index = index;
     }
 
-    fn create_topics(&mut self, topics: &[NewTopic], validate_only: bool, ids: &[[u8; 16]]) -> Vec<TopicOutcome> {
+    fn create_topics(
+        &mut self,
+        topics: &[NewTopic],
+        validate_only: bool,
+        ids: &[[u8; 16]],
+    ) -> Vec<TopicOutcome> {
         if !validate_only && ids.len() != topics.len() {
             // Only a proposer bug can get here; every replica answers the same, so the state stays in step.
             let message = format!("{} topic ids for {} topics", ids.len(), topics.len());
-            return topics.iter().map(|t| failed(&t.name, codes::UNKNOWN_SERVER_ERROR, message.clone())).collect();
+            return topics
+                .iter()
+                .map(|t| failed(&t.name, codes::UNKNOWN_SERVER_ERROR, message.clone()))
+                .collect();
         }
         let leader = self.brokers.values().next().cloned();
         let mut outcomes = Vec::with_capacity(topics.len());
@@ -81,11 +114,23 @@ impl Machine {
                     message: format!("topic '{}' appears twice in the request", topic.name),
                 }
             } else {
-                topic_rules::check(topic, leader.as_ref(), self.topics.contains_key(&topic.name))
+                topic_rules::check(
+                    topic,
+                    leader.as_ref(),
+                    self.topics.contains_key(&topic.name),
+                )
             };
             let outcome = match (check, &leader) {
-                (TopicCheck::Invalid { error_code, message }, _) => failed(&topic.name, error_code, message),
-                (TopicCheck::Valid, Some(leader)) if !validate_only => self.insert_topic(topic, ids[i], leader),
+                (
+                    TopicCheck::Invalid {
+                        error_code,
+                        message,
+                    },
+                    _,
+                ) => failed(&topic.name, error_code, message),
+                (TopicCheck::Valid, Some(leader)) if !validate_only => {
+                    self.insert_topic(topic, ids[i], leader)
+                }
                 (TopicCheck::Valid, _) => TopicOutcome {
                     name: topic.name.clone(),
                     error_code: codes::NONE,
@@ -99,7 +144,12 @@ impl Machine {
         outcomes
     }
 
-    fn insert_topic(&mut self, topic: &NewTopic, topic_id: [u8; 16], leader: &BrokerMeta) -> TopicOutcome {
+    fn insert_topic(
+        &mut self,
+        topic: &NewTopic,
+        topic_id: [u8; 16],
+        leader: &BrokerMeta,
+    ) -> TopicOutcome {
         let shard_count = leader.shard_count.max(1);
         let first_shard = crc32c::crc32c(topic.name.as_bytes()) % shard_count;
         let partitions = (0..topic.partitions)
@@ -137,13 +187,23 @@ impl Machine {
                 topic_id: topic.topic_id,
                 partitions: topic.partitions.len() as i32,
             },
-            None => failed(name, codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")),
+            None => failed(
+                name,
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic '{name}' does not exist"),
+            ),
         }
     }
 }
 
 fn failed(name: &str, error_code: i16, message: String) -> TopicOutcome {
-    TopicOutcome { name: name.to_owned(), error_code, message: Some(message), topic_id: [0; 16], partitions: -1 }
+    TopicOutcome {
+        name: name.to_owned(),
+        error_code,
+        message: Some(message),
+        topic_id: [0; 16],
+        partitions: -1,
+    }
 }
 
 #[cfg(test)]
@@ -152,18 +212,50 @@ mod tests {
 
     fn machine_with_broker(shard_count: u32) -> Machine {
         let mut m = Machine::new("cluster".into());
-        let register = MetadataCommand::RegisterBroker { node_id: 7, host: "h".into(), port: 9092, shard_count };
-        assert_eq!(m.apply(1, &LoggedCommand { command: register, topic_ids: vec![] }), CommandOutcome::Done);
+        let register = MetadataCommand::RegisterBroker {
+            node_id: 7,
+            host: "h".into(),
+            port: 9092,
+            shard_count,
+        };
+        assert_eq!(
+            m.apply(
+                1,
+                &LoggedCommand {
+                    command: register,
+                    topic_ids: vec![]
+                }
+            ),
+            CommandOutcome::Done
+        );
         m
     }
 
     fn new_topic(name: &str, partitions: i32, replication_factor: i16) -> NewTopic {
-        NewTopic { name: name.into(), partitions, replication_factor, configs: BTreeMap::new() }
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            configs: BTreeMap::new(),
+        }
     }
 
-    fn create(m: &mut Machine, index: u64, topics: Vec<NewTopic>, validate_only: bool) -> Vec<TopicOutcome> {
-        let topic_ids = (0..topics.len()).map(|i| [index as u8 + i as u8 + 1; 16]).collect();
-        let logged = LoggedCommand { command: MetadataCommand::CreateTopics { topics, validate_only }, topic_ids };
+    fn create(
+        m: &mut Machine,
+        index: u64,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<TopicOutcome> {
+        let topic_ids = (0..topics.len())
+            .map(|i| [index as u8 + i as u8 + 1; 16])
+            .collect();
+        let logged = LoggedCommand {
+            command: MetadataCommand::CreateTopics {
+                topics,
+                validate_only,
+            },
+            topic_ids,
+        };
         match m.apply(index, &logged) {
             CommandOutcome::Topics(outcomes) => outcomes,
             other => panic!("unexpected {other:?}"),
@@ -182,7 +274,10 @@ mod tests {
         for (p, meta) in topic.partitions.iter().enumerate() {
             assert_eq!(meta.partition, p as i32);
             assert_eq!(meta.shard, (first + p as u32) % 4);
-            assert_eq!((meta.leader, meta.leader_epoch, meta.replicas.clone()), (7, 0, vec![7]));
+            assert_eq!(
+                (meta.leader, meta.leader_epoch, meta.replicas.clone()),
+                (7, 0, vec![7])
+            );
         }
         assert!(!topic.internal);
         assert_eq!(m.applied_index, 2);
@@ -212,7 +307,10 @@ mod tests {
         );
         let codes: Vec<i16> = outcomes.iter().map(|o| o.error_code).collect();
         assert_eq!(codes, vec![17, 17, 17, 17, 37, 37, 38, 36, 0, 42]);
-        assert!(outcomes.iter().filter(|o| o.error_code != 0).all(|o| o.partitions == -1 && o.message.is_some()));
+        assert!(outcomes
+            .iter()
+            .filter(|o| o.error_code != 0)
+            .all(|o| o.partitions == -1 && o.message.is_some()));
         assert_eq!(m.topics.keys().collect::<Vec<_>>(), vec!["exists", "fine"]);
     }
 
@@ -220,7 +318,12 @@ mod tests {
     fn validate_only_checks_without_changing_anything() {
         let mut m = machine_with_broker(1);
         let before = m.topics.clone();
-        let outcomes = create(&mut m, 2, vec![new_topic("t", 3, 1), new_topic("", 1, 1)], true);
+        let outcomes = create(
+            &mut m,
+            2,
+            vec![new_topic("t", 3, 1), new_topic("", 1, 1)],
+            true,
+        );
         assert_eq!((outcomes[0].error_code, outcomes[0].partitions), (0, 3));
         assert_eq!(outcomes[1].error_code, codes::INVALID_TOPIC_EXCEPTION);
         assert_eq!(m.topics, before);
@@ -238,13 +341,33 @@ mod tests {
     #[test]
     fn internal_topics_are_flagged_and_delete_reports_unknown_names() {
         let mut m = machine_with_broker(1);
-        create(&mut m, 2, vec![new_topic("__consumer_offsets", 2, 1)], false);
+        create(
+            &mut m,
+            2,
+            vec![new_topic("__consumer_offsets", 2, 1)],
+            false,
+        );
         assert!(m.topics["__consumer_offsets"].internal);
-        let delete = MetadataCommand::DeleteTopics { names: vec!["__consumer_offsets".into(), "nope".into()] };
-        let CommandOutcome::Topics(outcomes) = m.apply(3, &LoggedCommand { command: delete, topic_ids: vec![] }) else {
+        let delete = MetadataCommand::DeleteTopics {
+            names: vec!["__consumer_offsets".into(), "nope".into()],
+        };
+        let CommandOutcome::Topics(outcomes) = m.apply(
+            3,
+            &LoggedCommand {
+                command: delete,
+                topic_ids: vec![],
+            },
+        ) else {
             panic!("delete returns topic outcomes");
         };
-        assert_eq!((outcomes[0].error_code, outcomes[0].topic_id, outcomes[0].partitions), (0, [3; 16], 2));
+        assert_eq!(
+            (
+                outcomes[0].error_code,
+                outcomes[0].topic_id,
+                outcomes[0].partitions
+            ),
+            (0, [3; 16], 2)
+        );
         assert_eq!(outcomes[1].error_code, codes::UNKNOWN_TOPIC_OR_PARTITION);
         assert!(m.topics.is_empty());
     }
@@ -252,9 +375,20 @@ mod tests {
     #[test]
     fn a_command_missing_topic_ids_fails_every_topic_the_same_way() {
         let mut m = machine_with_broker(1);
-        let command = MetadataCommand::CreateTopics { topics: vec![new_topic("t", 1, 1)], validate_only: false };
-        let outcome = m.apply(2, &LoggedCommand { command, topic_ids: vec![] });
-        let CommandOutcome::Topics(outcomes) = outcome else { panic!("topic outcomes") };
+        let command = MetadataCommand::CreateTopics {
+            topics: vec![new_topic("t", 1, 1)],
+            validate_only: false,
+        };
+        let outcome = m.apply(
+            2,
+            &LoggedCommand {
+                command,
+                topic_ids: vec![],
+            },
+        );
+        let CommandOutcome::Topics(outcomes) = outcome else {
+            panic!("topic outcomes")
+        };
         assert_eq!(outcomes[0].error_code, codes::UNKNOWN_SERVER_ERROR);
         assert!(m.topics.is_empty());
     }
@@ -262,10 +396,27 @@ mod tests {
     #[test]
     fn snapshot_lists_brokers_by_node_id_and_carries_the_version() {
         let mut m = machine_with_broker(1);
-        let register = MetadataCommand::RegisterBroker { node_id: 3, host: "a".into(), port: 1, shard_count: 1 };
-        m.apply(2, &LoggedCommand { command: register, topic_ids: vec![] });
+        let register = MetadataCommand::RegisterBroker {
+            node_id: 3,
+            host: "a".into(),
+            port: 1,
+            shard_count: 1,
+        };
+        m.apply(
+            2,
+            &LoggedCommand {
+                command: register,
+                topic_ids: vec![],
+            },
+        );
         let snap = m.snapshot(7);
-        assert_eq!(snap.brokers.iter().map(|b| b.node_id).collect::<Vec<_>>(), vec![3, 7]);
-        assert_eq!((snap.version, snap.controller_id, snap.cluster_id.as_str()), (2, 7, "cluster"));
+        assert_eq!(
+            snap.brokers.iter().map(|b| b.node_id).collect::<Vec<_>>(),
+            vec![3, 7]
+        );
+        assert_eq!(
+            (snap.version, snap.controller_id, snap.cluster_id.as_str()),
+            (2, 7, "cluster")
+        );
     }
 }

@@ -66,10 +66,15 @@ impl MetadataNode {
     /// applies every committed entry, so the published snapshot is the full metadata before any election.
     pub fn open(config: NodeConfig) -> Result<MetadataNode, RaftShardError> {
         if config.node_id < 0 {
-            return Err(RaftShardError::Config(format!("node id must be >= 0, got {}", config.node_id)));
+            return Err(RaftShardError::Config(format!(
+                "node id must be >= 0, got {}",
+                config.node_id
+            )));
         }
         if config.snapshot_every_entries == 0 {
-            return Err(RaftShardError::Config("snapshot_every_entries must be > 0".into()));
+            return Err(RaftShardError::Config(
+                "snapshot_every_entries must be > 0".into(),
+            ));
         }
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).map_err(RaftShardError::io("create directory", &dir))?;
@@ -86,19 +91,34 @@ impl MetadataNode {
         let storage = MemStorage::new();
         restore_snapshot(&storage, &stored)?;
         let (log, entries) = LogFile::open(&dir)?;
-        let entries: Vec<Entry> = entries.into_iter().filter(|e| e.index > stored.index).collect();
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .filter(|e| e.index > stored.index)
+            .collect();
         if let Some(first) = entries.first() {
             if first.index != stored.index + 1 {
-                let reason = format!("log starts at {} but the snapshot ends at {}", first.index, stored.index);
-                return Err(RaftShardError::corrupt(dir.join(log_file::FILE_NAME), reason));
+                let reason = format!(
+                    "log starts at {} but the snapshot ends at {}",
+                    first.index, stored.index
+                );
+                return Err(RaftShardError::corrupt(
+                    dir.join(log_file::FILE_NAME),
+                    reason,
+                ));
             }
         }
         storage.wl().append(&entries)?;
         let last_index = stored.index + entries.len() as u64;
         if let Some(mut hs) = hard_state_file::load(&dir)? {
             if hs.commit > last_index {
-                let reason = format!("commit {} beyond the last log index {last_index}", hs.commit);
-                return Err(RaftShardError::corrupt(dir.join(hard_state_file::FILE_NAME), reason));
+                let reason = format!(
+                    "commit {} beyond the last log index {last_index}",
+                    hs.commit
+                );
+                return Err(RaftShardError::corrupt(
+                    dir.join(hard_state_file::FILE_NAME),
+                    reason,
+                ));
             }
             hs.commit = hs.commit.max(stored.index);
             storage.wl().set_hardstate(hs);
@@ -162,7 +182,10 @@ impl MetadataNode {
     /// Hands a shard's proposal to raft; a proposal raft cannot take is answered with Rejected at once.
     pub fn propose(&mut self, shard: u32, proposal: Proposal, out: &mut Vec<Output>) {
         let Proposal { id, command } = proposal;
-        let rejected = |reason: String| Output::Reply { shard, event: RaftEvent::Rejected { id, reason } };
+        let rejected = |reason: String| Output::Reply {
+            shard,
+            event: RaftEvent::Rejected { id, reason },
+        };
         if !self.is_leader() {
             let reason = match self.controller_id() {
                 -1 => "no metadata controller is elected yet".to_owned(),
@@ -173,10 +196,17 @@ impl MetadataNode {
         }
         let data = LoggedCommand::new(command).encode();
         if data.len() > PROPOSAL_BYTES_MAX {
-            out.push(rejected(format!("command of {} bytes exceeds {PROPOSAL_BYTES_MAX}", data.len())));
+            out.push(rejected(format!(
+                "command of {} bytes exceeds {PROPOSAL_BYTES_MAX}",
+                data.len()
+            )));
             return;
         }
-        let origin = Origin { incarnation: self.incarnation, shard, id };
+        let origin = Origin {
+            incarnation: self.incarnation,
+            shard,
+            id,
+        };
         if let Err(err) = self.raw.propose(origin.encode(), data) {
             out.push(rejected(format!("raft dropped the proposal: {err}")));
         }
@@ -195,7 +225,10 @@ impl MetadataNode {
     /// between `ready()` and `advance()` except a persistence error, which stops the raft shard.
     fn handle_ready(&mut self, out: &mut Vec<Output>) -> Result<(), RaftShardError> {
         let mut ready = self.raw.ready();
-        assert!(ready.snapshot().is_empty(), "a one-voter group never receives a snapshot");
+        assert!(
+            ready.snapshot().is_empty(),
+            "a one-voter group never receives a snapshot"
+        );
         let mut unsent = ready.take_messages().len();
         let mut replies = Vec::new();
         self.apply_committed(ready.take_committed_entries(), &mut replies);
@@ -243,18 +276,32 @@ impl MetadataNode {
                 continue;
             }
             let event = match result {
-                Ok(outcome) => RaftEvent::Applied { id: origin.id, outcome },
-                Err(reason) => RaftEvent::Rejected { id: origin.id, reason },
+                Ok(outcome) => RaftEvent::Applied {
+                    id: origin.id,
+                    outcome,
+                },
+                Err(reason) => RaftEvent::Rejected {
+                    id: origin.id,
+                    reason,
+                },
             };
-            replies.push(Output::Reply { shard: origin.shard, event });
+            replies.push(Output::Reply {
+                shard: origin.shard,
+                event,
+            });
         }
     }
 
     /// A new snapshot goes out before the replies of the entries it includes.
     fn publish(&mut self, out: &mut Vec<Output>, replies: Vec<Output>) {
         let controller_id = self.controller_id();
-        if self.machine.applied_index != self.published.version || controller_id != self.published.controller_id {
-            assert!(self.machine.applied_index >= self.published.version, "metadata version went backwards");
+        if self.machine.applied_index != self.published.version
+            || controller_id != self.published.controller_id
+        {
+            assert!(
+                self.machine.applied_index >= self.published.version,
+                "metadata version went backwards"
+            );
             self.published = Arc::new(self.machine.snapshot(controller_id));
             out.push(Output::Metadata(self.published.clone()));
         }
@@ -271,10 +318,19 @@ impl MetadataNode {
         snapshot_file::store(&self.config.dir, &stored)?;
         self.raw.mut_store().wl().compact(applied)?;
         let store = self.raw.store();
-        let remaining = store.entries(applied + 1, store.last_index()? + 1, None, GetEntriesContext::empty(false))?;
+        let remaining = store.entries(
+            applied + 1,
+            store.last_index()? + 1,
+            None,
+            GetEntriesContext::empty(false),
+        )?;
         self.log.rewrite(&remaining)?;
         self.snapshot_index = applied;
-        tracing::info!(index = applied, kept_entries = remaining.len(), "metadata snapshot written, raft log compacted");
+        tracing::info!(
+            index = applied,
+            kept_entries = remaining.len(),
+            "metadata snapshot written, raft log compacted"
+        );
         Ok(())
     }
 
@@ -292,10 +348,27 @@ impl MetadataNode {
         if self.machine.brokers.get(&wanted.node_id) == Some(&wanted) {
             return;
         }
-        let BrokerMeta { node_id, host, port, shard_count } = wanted;
-        let command = MetadataCommand::RegisterBroker { node_id, host, port, shard_count };
-        let origin = Origin { incarnation: self.incarnation, shard: INTERNAL_SHARD, id: 0 };
-        match self.raw.propose(origin.encode(), LoggedCommand::new(command).encode()) {
+        let BrokerMeta {
+            node_id,
+            host,
+            port,
+            shard_count,
+        } = wanted;
+        let command = MetadataCommand::RegisterBroker {
+            node_id,
+            host,
+            port,
+            shard_count,
+        };
+        let origin = Origin {
+            incarnation: self.incarnation,
+            shard: INTERNAL_SHARD,
+            id: 0,
+        };
+        match self
+            .raw
+            .propose(origin.encode(), LoggedCommand::new(command).encode())
+        {
             Ok(()) => {
                 self.register_in_flight = true;
                 tracing::info!(node_id, "registering broker");
@@ -310,7 +383,10 @@ impl MetadataNode {
 }
 
 /// Applies one committed entry; returns its origin (if it has one) and its outcome, or why it could not be decoded.
-fn apply_entry(machine: &mut Machine, entry: &Entry) -> Option<(Origin, Result<CommandOutcome, String>)> {
+fn apply_entry(
+    machine: &mut Machine,
+    entry: &Entry,
+) -> Option<(Origin, Result<CommandOutcome, String>)> {
     if entry.data.is_empty() || entry.entry_type != EntryType::EntryNormal {
         // The empty entry of a new leader; conf changes are never proposed in a one-voter group.
         machine.skip(entry.index);
@@ -336,7 +412,10 @@ fn load_or_create_snapshot(dir: &Path, id: u64) -> Result<StoredSnapshot, RaftSh
     }
     for name in [log_file::FILE_NAME, hard_state_file::FILE_NAME] {
         if dir.join(name).exists() {
-            return Err(RaftShardError::corrupt(dir.join(snapshot_file::FILE_NAME), "missing next to the raft log"));
+            return Err(RaftShardError::corrupt(
+                dir.join(snapshot_file::FILE_NAME),
+                "missing next to the raft log",
+            ));
         }
     }
     let cluster_id = uuid::Uuid::new_v4().to_string();

@@ -23,11 +23,19 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub fn new(replies_max: usize) -> Outbox {
         assert!(replies_max > 0, "an outbox must hold at least one reply");
-        Outbox { queue: VecDeque::new(), replies: 0, replies_max }
+        Outbox {
+            queue: VecDeque::new(),
+            replies: 0,
+            replies_max,
+        }
     }
 
     pub fn push_metadata(&mut self, snapshot: Arc<MetadataSnapshot>) {
-        match self.queue.iter_mut().find(|e| matches!(e, RaftEvent::Metadata(_))) {
+        match self
+            .queue
+            .iter_mut()
+            .find(|e| matches!(e, RaftEvent::Metadata(_)))
+        {
             Some(queued) => *queued = RaftEvent::Metadata(snapshot),
             None => self.queue.push_back(RaftEvent::Metadata(snapshot)),
         }
@@ -35,10 +43,16 @@ impl Outbox {
 
     /// Queues an Applied or Rejected event; returns the proposal id of a reply dropped to make room.
     pub fn push_reply(&mut self, reply: RaftEvent) -> Option<u64> {
-        assert!(!matches!(reply, RaftEvent::Metadata(_)), "metadata goes through push_metadata");
+        assert!(
+            !matches!(reply, RaftEvent::Metadata(_)),
+            "metadata goes through push_metadata"
+        );
         let mut dropped = None;
         if self.replies == self.replies_max {
-            let oldest = self.queue.iter().position(|e| !matches!(e, RaftEvent::Metadata(_)));
+            let oldest = self
+                .queue
+                .iter()
+                .position(|e| !matches!(e, RaftEvent::Metadata(_)));
             if let Some(RaftEvent::Applied { id, .. } | RaftEvent::Rejected { id, .. }) =
                 oldest.and_then(|at| self.queue.remove(at))
             {
@@ -91,11 +105,20 @@ mod tests {
     fn a_newer_snapshot_replaces_the_queued_one_in_place() {
         let mut outbox = Outbox::new(8);
         outbox.push_metadata(snapshot(5));
-        outbox.push_reply(RaftEvent::Applied { id: 1, outcome: CommandOutcome::Done });
+        outbox.push_reply(RaftEvent::Applied {
+            id: 1,
+            outcome: CommandOutcome::Done,
+        });
         outbox.push_metadata(snapshot(6));
-        outbox.push_reply(RaftEvent::Applied { id: 2, outcome: CommandOutcome::Done });
+        outbox.push_reply(RaftEvent::Applied {
+            id: 2,
+            outcome: CommandOutcome::Done,
+        });
         assert_eq!(drain(&mut outbox), vec!["M6", "A1", "A2"]);
-        outbox.push_reply(RaftEvent::Rejected { id: 3, reason: "x".into() });
+        outbox.push_reply(RaftEvent::Rejected {
+            id: 3,
+            reason: "x".into(),
+        });
         outbox.push_metadata(snapshot(7));
         assert_eq!(drain(&mut outbox), vec!["R3", "M7"]);
     }
@@ -104,10 +127,34 @@ mod tests {
     fn replies_past_the_limit_drop_the_oldest() {
         let mut outbox = Outbox::new(2);
         outbox.push_metadata(snapshot(1));
-        assert_eq!(outbox.push_reply(RaftEvent::Applied { id: 1, outcome: CommandOutcome::Done }), None);
-        assert_eq!(outbox.push_reply(RaftEvent::Applied { id: 2, outcome: CommandOutcome::Done }), None);
-        assert_eq!(outbox.push_reply(RaftEvent::Applied { id: 3, outcome: CommandOutcome::Done }), Some(1));
+        assert_eq!(
+            outbox.push_reply(RaftEvent::Applied {
+                id: 1,
+                outcome: CommandOutcome::Done
+            }),
+            None
+        );
+        assert_eq!(
+            outbox.push_reply(RaftEvent::Applied {
+                id: 2,
+                outcome: CommandOutcome::Done
+            }),
+            None
+        );
+        assert_eq!(
+            outbox.push_reply(RaftEvent::Applied {
+                id: 3,
+                outcome: CommandOutcome::Done
+            }),
+            Some(1)
+        );
         assert_eq!(drain(&mut outbox), vec!["M1", "A2", "A3"]);
-        assert_eq!(outbox.push_reply(RaftEvent::Applied { id: 4, outcome: CommandOutcome::Done }), None);
+        assert_eq!(
+            outbox.push_reply(RaftEvent::Applied {
+                id: 4,
+                outcome: CommandOutcome::Done
+            }),
+            None
+        );
     }
 }

@@ -43,8 +43,16 @@ impl StoredSnapshot {
         Machine {
             applied_index: self.index,
             cluster_id: self.cluster_id.clone(),
-            brokers: self.brokers.iter().map(|b| (b.node_id, b.clone())).collect(),
-            topics: self.topics.iter().map(|t| (t.name.clone(), t.clone())).collect(),
+            brokers: self
+                .brokers
+                .iter()
+                .map(|b| (b.node_id, b.clone()))
+                .collect(),
+            topics: self
+                .topics
+                .iter()
+                .map(|t| (t.name.clone(), t.clone()))
+                .collect(),
         }
     }
 }
@@ -76,10 +84,26 @@ mod tests {
     fn snapshot_round_trips_the_whole_machine() {
         let dir = crate::test_dir();
         let mut machine = Machine::new("cid".into());
-        let register = MetadataCommand::RegisterBroker { node_id: 1, host: "h".into(), port: 9, shard_count: 2 };
+        let register = MetadataCommand::RegisterBroker {
+            node_id: 1,
+            host: "h".into(),
+            port: 9,
+            shard_count: 2,
+        };
         machine.apply(1, &LoggedCommand::new(register));
-        let topic = NewTopic { name: "t".into(), partitions: 4, replication_factor: 1, configs: Default::default() };
-        machine.apply(2, &LoggedCommand::new(MetadataCommand::CreateTopics { topics: vec![topic], validate_only: false }));
+        let topic = NewTopic {
+            name: "t".into(),
+            partitions: 4,
+            replication_factor: 1,
+            configs: Default::default(),
+        };
+        machine.apply(
+            2,
+            &LoggedCommand::new(MetadataCommand::CreateTopics {
+                topics: vec![topic],
+                validate_only: false,
+            }),
+        );
         let stored = StoredSnapshot::of(&machine, 5, vec![2]);
         store(dir.path(), &stored).expect("store");
         let loaded = load(dir.path()).expect("load").expect("exists");

@@ -67,10 +67,20 @@ pub struct PartitionMeta {
 /// A change to the metadata; each command is exactly one raft entry, whatever it touches.
 #[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub enum MetadataCommand {
-    RegisterBroker { node_id: i32, host: String, port: u16, shard_count: u32 },
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: u16,
+        shard_count: u32,
+    },
     /// One raft entry for the whole request, never one per topic or partition.
-    CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
-    DeleteTopics { names: Vec<String> },
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]

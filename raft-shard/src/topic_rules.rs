@@ -26,28 +26,46 @@ pub enum TopicCheck {
 
 /// `leader` is the broker that would lead every partition (none registered yet: no replica can be placed).
 pub fn check(topic: &NewTopic, leader: Option<&BrokerMeta>, exists: bool) -> TopicCheck {
-    let invalid = |error_code, message| TopicCheck::Invalid { error_code, message };
+    let invalid = |error_code, message| TopicCheck::Invalid {
+        error_code,
+        message,
+    };
     if let Err(reason) = valid_name(&topic.name) {
-        return invalid(codes::INVALID_TOPIC_EXCEPTION, format!("invalid topic name '{}': {reason}", topic.name));
+        return invalid(
+            codes::INVALID_TOPIC_EXCEPTION,
+            format!("invalid topic name '{}': {reason}", topic.name),
+        );
     }
     if !(1..=TOPIC_PARTITIONS_MAX).contains(&topic.partitions) {
         return invalid(
             codes::INVALID_PARTITIONS,
-            format!("partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, got {}", topic.partitions),
+            format!(
+                "partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, got {}",
+                topic.partitions
+            ),
         );
     }
     if leader.is_none() {
-        return invalid(codes::INVALID_REPLICATION_FACTOR, "no broker is registered yet".to_owned());
+        return invalid(
+            codes::INVALID_REPLICATION_FACTOR,
+            "no broker is registered yet".to_owned(),
+        );
     }
     // Partition data is not replicated yet: every partition has exactly one replica, its leader.
     if !matches!(topic.replication_factor, -1 | 1) {
         return invalid(
             codes::INVALID_REPLICATION_FACTOR,
-            format!("replication factor must be 1 (or -1 for the default), got {}", topic.replication_factor),
+            format!(
+                "replication factor must be 1 (or -1 for the default), got {}",
+                topic.replication_factor
+            ),
         );
     }
     if exists {
-        return invalid(codes::TOPIC_ALREADY_EXISTS, format!("topic '{}' already exists", topic.name));
+        return invalid(
+            codes::TOPIC_ALREADY_EXISTS,
+            format!("topic '{}' already exists", topic.name),
+        );
     }
     TopicCheck::Valid
 }
@@ -63,7 +81,10 @@ fn valid_name(name: &str) -> Result<(), &'static str> {
     if name.len() > TOPIC_NAME_CHARS_MAX {
         return Err("longer than 249 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return Err("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())

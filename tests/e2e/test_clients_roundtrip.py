@@ -101,8 +101,9 @@ def run_kafka_python(bootstrap: str, topic: str) -> None:
         admin.close()
     kafka_wire.wait_for_topic(bootstrap, topic, PARTITIONS)
 
+    # kafka-python >= 3.0 defaults to an idempotent producer, which needs InitProducerId (not in pinlog's API set).
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024,
-                             request_timeout_ms=30000, max_block_ms=60000)
+                             request_timeout_ms=30000, max_block_ms=60000, enable_idempotence=False)
     try:
         futures = [producer.send(topic, key=k, value=v) for k, v in produced]
         producer.flush(timeout=180)

@@ -81,7 +81,7 @@ class LoadThread(threading.Thread):
         super().__init__(daemon=True)
         self.producer = clients.confluent_producer(
             bootstrap, **{"linger.ms": 2, "message.timeout.ms": 6000, "request.timeout.ms": 3000,
-                          "reconnect.backoff.max.ms": 500}
+                          "reconnect.backoff.max.ms": 500, "log_level": 2}  # the refused reconnects are expected
         )
         self.topic = topic
         self.acked: list[tuple[int, int, bytes]] = []

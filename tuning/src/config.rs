@@ -43,6 +43,10 @@ pub struct Config {
     pub retention_check_interval_ms: u64,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
+    pub offsets_topic_partitions: i32,
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    pub group_initial_rebalance_delay_ms: u64,
     pub message_max_bytes: usize,
     pub tail_cache_bytes: usize,
     pub inflight_request_bytes_max: usize,
@@ -59,9 +63,18 @@ pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
     if let Some(path) = &args.config {
         settings = settings.merge(Settings::from_file(path)?);
     }
-    let config = Config::from_settings(settings.merge(args.settings.clone()))?;
+    let mut config = Config::from_settings(settings.merge(args.settings.clone()))?;
     plan_cores_for_host(&config, &host_core_ids())?;
     check_data_dir(&config.data_dir)?;
+    // Absolute from here on: paths derived from a relative dir (its parent is "") cannot be opened for the
+    // directory fsyncs that make new segment files durable.
+    config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|err| {
+        ConfigError::invalid(
+            "data_dir",
+            format!("{:?}", config.data_dir.display().to_string()),
+            format!("cannot resolve the path: {err}"),
+        )
+    })?;
     Ok(config)
 }
 
@@ -230,6 +243,22 @@ impl Config {
             )?,
             auto_create_topics: required("auto_create_topics", s.auto_create_topics)?,
             default_partitions: required("default_partitions", s.default_partitions)?,
+            offsets_topic_partitions: required(
+                "offsets_topic_partitions",
+                s.offsets_topic_partitions,
+            )?,
+            group_min_session_timeout_ms: required(
+                "group_min_session_timeout_ms",
+                s.group_min_session_timeout_ms,
+            )?,
+            group_max_session_timeout_ms: required(
+                "group_max_session_timeout_ms",
+                s.group_max_session_timeout_ms,
+            )?,
+            group_initial_rebalance_delay_ms: required(
+                "group_initial_rebalance_delay_ms",
+                s.group_initial_rebalance_delay_ms,
+            )?,
             message_max_bytes: required("message_max_bytes", s.message_max_bytes)?,
             tail_cache_bytes: required("tail_cache_bytes", s.tail_cache_bytes)?,
             inflight_request_bytes_max: required(
@@ -307,6 +336,27 @@ impl Config {
             "default_partitions",
             self.default_partitions,
             "must be >= 1",
+        )?;
+        ensure(
+            self.offsets_topic_partitions >= 1,
+            "offsets_topic_partitions",
+            self.offsets_topic_partitions,
+            "must be >= 1",
+        )?;
+        ensure(
+            self.group_min_session_timeout_ms >= 1,
+            "group_min_session_timeout_ms",
+            self.group_min_session_timeout_ms,
+            "must be >= 1",
+        )?;
+        ensure(
+            self.group_max_session_timeout_ms >= self.group_min_session_timeout_ms,
+            "group_max_session_timeout_ms",
+            self.group_max_session_timeout_ms,
+            &format!(
+                "must be >= group_min_session_timeout_ms ({})",
+                self.group_min_session_timeout_ms
+            ),
         )?;
         ensure(
             self.message_max_bytes >= 1,
@@ -486,6 +536,18 @@ mod tests {
             (
                 Settings { retention_check_interval_ms: Some(0), ..Default::default() },
                 "invalid config: retention_check_interval_ms = 0: must be >= 1",
+            ),
+            (
+                Settings { offsets_topic_partitions: Some(0), ..Default::default() },
+                "invalid config: offsets_topic_partitions = 0: must be >= 1",
+            ),
+            (
+                Settings { group_min_session_timeout_ms: Some(0), ..Default::default() },
+                "invalid config: group_min_session_timeout_ms = 0: must be >= 1",
+            ),
+            (
+                Settings { group_max_session_timeout_ms: Some(5999), ..Default::default() },
+                "invalid config: group_max_session_timeout_ms = 5999: must be >= group_min_session_timeout_ms (6000)",
             ),
             (
                 Settings { max_connections_per_shard: Some(0), ..Default::default() },

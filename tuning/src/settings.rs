@@ -84,6 +84,22 @@ pub struct Settings {
     /// Partition count of auto-created topics [default 1].
     #[arg(long, env = "PINLOG_DEFAULT_PARTITIONS", value_name = "N")]
     pub default_partitions: Option<i32>,
+    /// Partitions of the internal `__consumer_offsets` topic (fixed once the topic exists) [default 50].
+    #[arg(long, env = "PINLOG_OFFSETS_TOPIC_PARTITIONS", value_name = "N")]
+    pub offsets_topic_partitions: Option<i32>,
+    /// Smallest session timeout a group member may ask for [default 6000].
+    #[arg(long, env = "PINLOG_GROUP_MIN_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// Largest session timeout a group member may ask for [default 1800000].
+    #[arg(long, env = "PINLOG_GROUP_MAX_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub group_max_session_timeout_ms: Option<u64>,
+    /// How long the first rebalance of an empty group waits for more members [default 3000].
+    #[arg(
+        long,
+        env = "PINLOG_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        value_name = "MS"
+    )]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
     /// Largest record batch accepted [default 1048588].
     #[arg(long, env = "PINLOG_MESSAGE_MAX_BYTES", value_name = "BYTES")]
     pub message_max_bytes: Option<usize>,
@@ -148,6 +164,18 @@ impl Settings {
                 .or(self.retention_check_interval_ms),
             auto_create_topics: over.auto_create_topics.or(self.auto_create_topics),
             default_partitions: over.default_partitions.or(self.default_partitions),
+            offsets_topic_partitions: over
+                .offsets_topic_partitions
+                .or(self.offsets_topic_partitions),
+            group_min_session_timeout_ms: over
+                .group_min_session_timeout_ms
+                .or(self.group_min_session_timeout_ms),
+            group_max_session_timeout_ms: over
+                .group_max_session_timeout_ms
+                .or(self.group_max_session_timeout_ms),
+            group_initial_rebalance_delay_ms: over
+                .group_initial_rebalance_delay_ms
+                .or(self.group_initial_rebalance_delay_ms),
             message_max_bytes: over.message_max_bytes.or(self.message_max_bytes),
             tail_cache_bytes: over.tail_cache_bytes.or(self.tail_cache_bytes),
             inflight_request_bytes_max: over

@@ -123,7 +123,8 @@ impl BatchBuilder {
         b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
         b[16] = 2;
         b[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&0i16.to_be_bytes());
-        b[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&(self.records - 1).to_be_bytes());
+        b[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+            .copy_from_slice(&(self.records - 1).to_be_bytes());
         b[27..35].copy_from_slice(&self.base_timestamp_ms.to_be_bytes());
         b[35..43].copy_from_slice(&self.max_timestamp_ms.to_be_bytes());
         b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
@@ -204,11 +205,21 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<BatchHeader>, BatchError> {
     Ok(Some(BatchHeader {
         base_offset: i64::from_be_bytes(buf[0..8].try_into().expect("8 bytes")),
         total_bytes,
-        attributes: i16::from_be_bytes(buf[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].try_into().expect("2 bytes")),
-        last_offset_delta: i32::from_be_bytes(
-            buf[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].try_into().expect("4 bytes"),
+        attributes: i16::from_be_bytes(
+            buf[ATTRIBUTES_AT..ATTRIBUTES_AT + 2]
+                .try_into()
+                .expect("2 bytes"),
         ),
-        record_count: i32::from_be_bytes(buf[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].try_into().expect("4 bytes")),
+        last_offset_delta: i32::from_be_bytes(
+            buf[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+                .try_into()
+                .expect("4 bytes"),
+        ),
+        record_count: i32::from_be_bytes(
+            buf[RECORD_COUNT_AT..RECORD_COUNT_AT + 4]
+                .try_into()
+                .expect("4 bytes"),
+        ),
     }))
 }
 
@@ -233,9 +244,13 @@ pub fn for_each_record(
         at += 1; // attributes
         get_varlong(body, &mut at).ok_or(BatchError::Truncated)?; // timestamp delta
         get_varlong(body, &mut at).ok_or(BatchError::Truncated)?; // offset delta
-        let key_len = get_varlong(body, &mut at).ok_or(BatchError::Truncated)?.max(0) as usize;
+        let key_len = get_varlong(body, &mut at)
+            .ok_or(BatchError::Truncated)?
+            .max(0) as usize;
         at += key_len;
-        let value_len = get_varlong(body, &mut at).ok_or(BatchError::Truncated)?.max(0) as usize;
+        let value_len = get_varlong(body, &mut at)
+            .ok_or(BatchError::Truncated)?
+            .max(0) as usize;
         let value = body.get(at..at + value_len).ok_or(BatchError::Truncated)?;
         if at + value_len > end {
             return Err(BatchError::Truncated);
@@ -252,7 +267,19 @@ mod tests {
 
     #[test]
     fn varlong_round_trips() {
-        for v in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i64::MIN, i64::MAX] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut buf = [0u8; 10];
             let n = put_varlong(&mut buf, v);
             let mut at = 0;
@@ -317,11 +344,17 @@ mod tests {
         let mut zipped = batch.clone();
         zipped[ATTRIBUTES_AT + 1] = 3;
         let h = parse_header(&zipped).unwrap().unwrap();
-        assert_eq!(for_each_record(&h, &zipped, |_, _| {}), Err(BatchError::Compressed(3)));
+        assert_eq!(
+            for_each_record(&h, &zipped, |_, _| {}),
+            Err(BatchError::Compressed(3))
+        );
         let mut lying = batch;
         lying[RECORD_COUNT_AT + 3] = 9;
         let h = parse_header(&lying).unwrap().unwrap();
-        assert_eq!(for_each_record(&h, &lying, |_, _| {}), Err(BatchError::Truncated));
+        assert_eq!(
+            for_each_record(&h, &lying, |_, _| {}),
+            Err(BatchError::Truncated)
+        );
     }
 
     #[test]

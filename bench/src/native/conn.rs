@@ -47,7 +47,9 @@ impl Versions {
                 .api_keys
                 .iter()
                 .find(|v| v.api_key == key)
-                .ok_or_else(|| BenchError::protocol("ApiVersions", format!("broker lacks {api:?}")))?;
+                .ok_or_else(|| {
+                    BenchError::protocol("ApiVersions", format!("broker lacks {api:?}"))
+                })?;
             let version = max.min(theirs.max_version);
             if version < min.max(theirs.min_version) {
                 return Err(BenchError::protocol(
@@ -101,7 +103,9 @@ impl Conn {
             .to_socket_addrs()
             .map_err(|e| BenchError::io(format!("resolving {addr}"), e))?
             .next()
-            .ok_or_else(|| BenchError::protocol("connect", format!("{addr} resolves to nothing")))?;
+            .ok_or_else(|| {
+                BenchError::protocol("connect", format!("{addr} resolves to nothing"))
+            })?;
         let stream = TcpStream::connect_timeout(&sock, Duration::from_secs(10))
             .map_err(|e| BenchError::io(format!("connecting to {addr}"), e))?;
         stream
@@ -148,12 +152,21 @@ impl Conn {
     }
 
     /// Sends a request and waits for its response (no other request may be in flight on this connection).
-    pub fn call<R: Request>(&mut self, api: ApiKey, request: &R) -> Result<R::Response, BenchError> {
+    pub fn call<R: Request>(
+        &mut self,
+        api: ApiKey,
+        request: &R,
+    ) -> Result<R::Response, BenchError> {
         let version = self.sender.versions.of(api);
         self.call_at(api, version, request)
     }
 
-    fn call_at<R: Request>(&mut self, api: ApiKey, version: i16, request: &R) -> Result<R::Response, BenchError> {
+    fn call_at<R: Request>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &R,
+    ) -> Result<R::Response, BenchError> {
         let id = self.sender.send_at(api, version, request)?;
         self.reader.recv::<R::Response>(api, version, id)
     }
@@ -231,7 +244,10 @@ fn read_response<T: Decodable + HeaderVersion>(
         .map_err(|e| BenchError::io(format!("reading {api:?} response from {addr}"), e))?;
     let size = i32::from_be_bytes(size);
     if size < 4 || size as usize > FRAME_BYTES_MAX {
-        return Err(BenchError::protocol(format!("{api:?} response"), format!("frame size {size}")));
+        return Err(BenchError::protocol(
+            format!("{api:?} response"),
+            format!("frame size {size}"),
+        ));
     }
     let mut frame = vec![0u8; size as usize];
     reader
@@ -243,7 +259,10 @@ fn read_response<T: Decodable + HeaderVersion>(
     if header.correlation_id != correlation_id {
         return Err(BenchError::protocol(
             format!("{api:?} response"),
-            format!("correlation id {} where {correlation_id} was due", header.correlation_id),
+            format!(
+                "correlation id {} where {correlation_id} was due",
+                header.correlation_id
+            ),
         ));
     }
     let decoded = T::decode(&mut body, version)

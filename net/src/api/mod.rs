@@ -6,6 +6,7 @@
 pub mod api_versions;
 pub mod configs;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -17,8 +18,10 @@ use std::rc::Rc;
 
 use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest,
-    ListOffsetsRequest, MetadataRequest, RequestHeader,
+    ApiKey, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -38,6 +41,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -181,6 +195,102 @@ pub fn dispatch(
                 ctx,
                 version,
                 decode::<DescribeConfigsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::FindCoordinator => serve(
+            id,
+            version,
+            groups::find_coordinator(
+                ctx,
+                version,
+                decode::<FindCoordinatorRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::JoinGroup => {
+            let client_id = header.client_id.as_deref().unwrap_or_default().to_owned();
+            serve(
+                id,
+                version,
+                groups::join(
+                    ctx,
+                    version,
+                    client_id,
+                    decode::<JoinGroupRequest>(&mut body, version, malformed)?,
+                ),
+            )
+        }
+        ApiKey::SyncGroup => serve(
+            id,
+            version,
+            groups::sync(
+                ctx,
+                decode::<SyncGroupRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::Heartbeat => serve(
+            id,
+            version,
+            groups::heartbeat(
+                ctx,
+                decode::<HeartbeatRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::LeaveGroup => serve(
+            id,
+            version,
+            groups::leave(
+                ctx,
+                version,
+                decode::<LeaveGroupRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::OffsetCommit => serve(
+            id,
+            version,
+            groups::offset_commit(
+                ctx,
+                decode::<OffsetCommitRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::OffsetFetch => serve(
+            id,
+            version,
+            groups::offset_fetch(
+                ctx,
+                version,
+                decode::<OffsetFetchRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::ListGroups => serve(
+            id,
+            version,
+            groups::list_groups(
+                ctx,
+                decode::<ListGroupsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::DescribeGroups => serve(
+            id,
+            version,
+            groups::describe_groups(
+                ctx,
+                decode::<DescribeGroupsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::DeleteGroups => serve(
+            id,
+            version,
+            groups::delete_groups(
+                ctx,
+                decode::<DeleteGroupsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::OffsetDelete => serve(
+            id,
+            version,
+            groups::offset_delete(
+                ctx,
+                decode::<OffsetDeleteRequest>(&mut body, version, malformed)?,
             ),
         ),
         other => return Err(RequestError::UnknownApi(other as i16)),

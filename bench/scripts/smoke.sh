@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Smoke test of the bench suite: every workload for a few seconds against a pinlog it starts (fresh data dir on the
+# disk), with both drivers' code paths exercised; asserts each result JSON is valid and complete. Speed is not judged.
+# Called by tests/run-all.sh. Knobs: BENCH_SMOKE_SECONDS (default 3), BENCH_SMOKE_DRIVERS (default "native rdkafka"),
+# BENCH_SKIP_BUILD=1 (use the binaries already in target/release).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$bench_repo"
+
+seconds="${BENCH_SMOKE_SECONDS:-3}"
+drivers="${BENCH_SMOKE_DRIVERS:-native rdkafka}"
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+    cargo build --release -q -p pinlog --bin pinlog
+    cargo build --release -q -p pinlog-bench
+fi
+bench_bin="$bench_repo/target/release/pinlog-bench"
+
+work="$bench_repo/target/bench-smoke"
+rm -rf "$work"
+mkdir -p "$work"
+check_disk "$work"
+trap 'stop_broker' EXIT
+
+# Limits are cached for an hour in bench/results/limits.json; the smoke run reuses them when fresh.
+"$bench_bin" limits --data-dir "$work" > /dev/null
+
+failed=0 passed=0
+for driver in $drivers; do
+    for w in bench/workloads/*.toml; do
+        name="$(basename "$w" .toml)"
+        port="$(free_port)"
+        start_broker "$work/data-$driver-$name" "$port" "$work/$driver-$name.broker.log"
+        out="$work/$driver-$name.json"
+        if "$bench_bin" run --workload "$w" --bootstrap "127.0.0.1:$port" --driver "$driver" --quiet \
+            --server-pid "$BROKER_PID" --data-dir "$work" --duration-s "$seconds" --warmup-s 1 \
+            --fill-bytes-max 20000000 --partitions-max 100 --out "$out" > "$work/$driver-$name.txt" 2>&1 \
+            && "$bench_bin" validate "$out"; then
+            echo "smoke: $driver $name ok"
+            passed=$((passed + 1))
+        else
+            echo "smoke: $driver $name FAILED" >&2
+            tail -20 "$work/$driver-$name.txt" >&2 || true
+            failed=$((failed + 1))
+        fi
+        stop_broker
+        rm -rf "$work/data-$driver-$name"
+    done
+done
+echo "bench smoke: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

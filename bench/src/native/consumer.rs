@@ -1,0 +1,214 @@
+//! The native consumer: an assign()-style reader of every partition, one thread per leader broker, one Fetch in
+//! flight per connection (as Kafka consumers do), walking the returned batches in place.
+//!
+//! Start positions come from ListOffsets (log end for `start = "latest"`, log start for `"earliest"`); the consumer
+//! counts itself ready only once it has them, so the runner can start producers knowing nothing is missed.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::admin::{offsets, OFFSET_EARLIEST, OFFSET_LATEST};
+use super::batch::{for_each_record, parse_header};
+use super::conn::Conn;
+use crate::driver::ConsumeJob;
+use crate::error::BenchError;
+use crate::payload::{now_micros, stamp_of};
+use crate::stats::{Live, WorkerReport};
+use crate::workload::StartAt;
+
+/// How long the broker may hold a Fetch waiting for data; also bounds how long a stop takes to be noticed.
+pub const FETCH_MAX_WAIT_MS: i32 = 250;
+
+pub fn consume(job: &ConsumeJob<'_>, live: &Live) -> Result<WorkerReport, BenchError> {
+    let groups = job.layout.by_leader();
+    let leaders = groups.len() as u32;
+    let ready_target = leaders;
+    let ready = std::sync::atomic::AtomicU32::new(0);
+    let ready = &ready;
+    thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|(addr, partitions)| {
+                scope.spawn(move || {
+                    let on_ready = || {
+                        if ready.fetch_add(1, Relaxed) + 1 == ready_target {
+                            live.consumers_ready.fetch_add(1, Relaxed);
+                        }
+                    };
+                    consume_from(job, live, &addr, &partitions, on_ready)
+                })
+            })
+            .collect();
+        let mut report = WorkerReport::default();
+        for handle in handles {
+            match handle.join() {
+                Ok(Ok(r)) => report.e2e.merge(&r.e2e),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(BenchError::protocol("Fetch", "a fetch thread panicked")),
+            }
+        }
+        Ok(report)
+    })
+}
+
+/// Fetches `partitions` from their leader `addr` until stopped or caught up.
+fn consume_from(
+    job: &ConsumeJob<'_>,
+    live: &Live,
+    addr: &str,
+    partitions: &[i32],
+    on_ready: impl FnOnce(),
+) -> Result<WorkerReport, BenchError> {
+    let topic = &job.layout.topic;
+    let spec = &job.workload.consumer;
+    let mut conn = Conn::connect(addr)?;
+    let start = match spec.start {
+        StartAt::Latest => OFFSET_LATEST,
+        StartAt::Earliest => OFFSET_EARLIEST,
+    };
+    let mut positions = offsets(&mut conn, topic, partitions, start)?;
+    let targets: Option<Vec<i64>> = job
+        .end_offsets
+        .map(|ends| partitions.iter().map(|&p| ends[p as usize]).collect());
+    on_ready();
+    let name = TopicName(StrBytes::from_string(topic.clone()));
+    let mut report = WorkerReport::default();
+    loop {
+        if live.stopped() {
+            break;
+        }
+        if let Some(t) = &targets {
+            if positions.iter().zip(t).all(|(pos, end)| pos >= end) {
+                break;
+            }
+        }
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(spec.fetch_max_bytes)
+            .with_isolation_level(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name.clone())
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .zip(&positions)
+                        .map(|(&p, &offset)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_current_leader_epoch(-1)
+                                .with_fetch_offset(offset)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(spec.partition_max_bytes)
+                        })
+                        .collect(),
+                )]);
+        let answer = conn.call(ApiKey::Fetch, &request)?;
+        if answer.error_code != 0 {
+            return Err(BenchError::Broker {
+                what: "Fetch".into(),
+                code: answer.error_code,
+            });
+        }
+        let done = now_micros();
+        for part in answer.responses.iter().flat_map(|t| &t.partitions) {
+            let Some(i) = partitions.iter().position(|&p| p == part.partition_index) else {
+                continue;
+            };
+            if part.error_code != 0 {
+                live.consume_errors.fetch_add(1, Relaxed);
+                report.note_error(|| {
+                    format!(
+                        "Fetch partition {} error code {}",
+                        part.partition_index, part.error_code
+                    )
+                });
+                continue;
+            }
+            let Some(records) = &part.records else {
+                continue;
+            };
+            positions[i] = read_batches(records, positions[i], live, &mut report, done)?;
+        }
+    }
+    Ok(report)
+}
+
+/// Counts the records of the complete batches in `records` at or after `position`; returns the next position.
+fn read_batches(
+    records: &[u8],
+    mut position: i64,
+    live: &Live,
+    report: &mut WorkerReport,
+    done_us: u64,
+) -> Result<i64, BenchError> {
+    let mut rest = records;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let bad = |e: super::batch::BatchError| BenchError::protocol("Fetch records", e);
+    while let Some(header) = parse_header(rest).map_err(bad)? {
+        let batch = &rest[..header.total_bytes];
+        if header.next_offset() > position {
+            let first_wanted = position;
+            let mut offset = header.base_offset;
+            for_each_record(&header, batch, |key_len, value| {
+                // A batch may start before the position asked for: skip the records already read.
+                if offset >= first_wanted {
+                    count += 1;
+                    bytes += (key_len + value.len()) as u64;
+                    if let Some(stamp) = stamp_of(value) {
+                        report.e2e.record(live, stamp, done_us);
+                    }
+                }
+                offset += 1;
+            })
+            .map_err(bad)?;
+            position = header.next_offset();
+        }
+        rest = &rest[header.total_bytes..];
+    }
+    live.add_consumed(count, bytes);
+    Ok(position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::batch::BatchBuilder;
+
+    fn batch_at(base: i64, values: &[&[u8]]) -> Vec<u8> {
+        let mut b = BatchBuilder::with_capacity(1024);
+        for v in values {
+            b.push(0, None, v);
+        }
+        let mut bytes = b.finish().to_vec();
+        bytes[0..8].copy_from_slice(&base.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn reads_complete_batches_and_skips_read_records() {
+        let live = Live::default();
+        live.measure_start_us.store(1, Relaxed);
+        let stamp = 1_000u64.to_be_bytes();
+        let mut fetched = batch_at(10, &[&stamp, &stamp, &stamp]); // offsets 10..=12
+        fetched.extend(batch_at(13, &[b"short"]));
+        let partial = batch_at(14, &[&stamp]);
+        fetched.extend(&partial[..partial.len() - 3]);
+        let mut report = WorkerReport::default();
+        let next = read_batches(&fetched, 11, &live, &mut report, 3_000).unwrap();
+        assert_eq!(next, 14);
+        assert_eq!(live.consumed_records.load(Relaxed), 3, "offsets 11, 12, 13");
+        assert_eq!(live.consumed_bytes.load(Relaxed), 8 + 8 + 5);
+        assert_eq!(
+            report.e2e.count(),
+            2,
+            "a value too short for a stamp has no latency"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Text output: the live progress line while a run goes, and the summary table at its end.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::result::{BenchResult, Second};
+use crate::stats::Live;
+
+/// One line, rewritten in place each second.
+pub fn progress_line(
+    phase: &str,
+    at_s: u64,
+    of_s: u64,
+    live: &Live,
+    second: Option<&Second>,
+) -> String {
+    let errors = live.produce_errors.load(Relaxed) + live.consume_errors.load(Relaxed);
+    match second {
+        Some(s) => format!(
+            "[{phase} {at_s:>4}/{of_s}s] produce {:>10.0} rec/s {:>8.1} MB/s | consume {:>10.0} rec/s {:>8.1} MB/s | \
+             client {:.2} cores{} | errors {errors}   ",
+            s.produce_records_s,
+            s.produce_mb_s,
+            s.consume_records_s,
+            s.consume_mb_s,
+            s.client_cores,
+            s.server_cores.map(|c| format!(", server {c:.2} cores")).unwrap_or_default(),
+        ),
+        None => format!(
+            "[{phase} {at_s:>4}/{of_s}s] produced {} records, consumed {} records, errors {errors}   ",
+            live.produced_records.load(Relaxed),
+            live.consumed_records.load(Relaxed)
+        ),
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
+}
+
+/// The end-of-run summary table.
+pub fn summary(r: &BenchResult) -> String {
+    let mut out = String::new();
+    let w = &r.workload;
+    let _ = writeln!(
+        out,
+        "workload {} | driver {} | broker {} ({}) | {} s measured | {} cores, {}",
+        w.name,
+        r.driver,
+        r.broker.name,
+        r.broker.bootstrap,
+        r.measured_s.round(),
+        r.machine.cores,
+        r.machine.cpu_model
+    );
+    let rate = if r.offered_rate_records_s == 0 {
+        "max".to_string()
+    } else {
+        format!("{} rec/s", r.offered_rate_records_s)
+    };
+    let _ = writeln!(
+        out,
+        "topic {} ({} partitions) | records {:.0} B | acks {:?} | compression {} | offered rate {rate}",
+        r.topic,
+        w.topic.partitions,
+        w.records.size.mean_bytes(),
+        w.producer.acks,
+        w.producer.compression.name()
+    );
+    let _ = writeln!(
+        out,
+        "{:<22} {:>14} {:>10} {:>10}",
+        "", "records/s", "MB/s", "errors"
+    );
+    let mut row = |name: &str, t: &crate::result::Throughput| {
+        let _ = writeln!(
+            out,
+            "{name:<22} {:>14.0} {:>10.1} {:>10}",
+            t.records_s, t.mb_s, t.errors
+        );
+    };
+    row("produce", &r.produce);
+    row("consume", &r.consume);
+    if let Some(f) = &r.fill {
+        row("fill (before measure)", f);
+    }
+    let _ = writeln!(
+        out,
+        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "latency ms", "p50", "p90", "p99", "p99.9", "max", "samples"
+    );
+    for (name, p) in [
+        ("publish (send->ack)", &r.publish_latency_ms),
+        ("end-to-end", &r.e2e_latency_ms),
+    ] {
+        let _ = writeln!(
+            out,
+            "{name:<22} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10}",
+            p.p50, p.p90, p.p99, p.p999, p.max, p.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "cpu: client {:.2} cores, server {} cores",
+        r.cpu.client_cores,
+        opt(r.cpu.server_cores, 2)
+    );
+    let _ = writeln!(
+        out,
+        "limits: fio seq write {} MB/s (QD1 {}), fdatasync p50 {} ms p99 {} ms, loopback {} Gbit/s",
+        opt(r.limits.fio_seq_write_mb_s, 0),
+        opt(r.limits.fio_seq_write_qd1_mb_s, 0),
+        opt(r.limits.fdatasync_p50_ms, 3),
+        opt(r.limits.fdatasync_p99_ms, 3),
+        opt(r.limits.iperf3_loopback_gbit_s, 1)
+    );
+    let _ = writeln!(
+        out,
+        "produce_to_disk_ratio: {}",
+        opt(r.produce_to_disk_ratio, 3)
+    );
+    for g in &r.goals {
+        let _ = writeln!(
+            out,
+            "goal {}: {:.3} {} {} -> {}",
+            g.name,
+            g.value,
+            g.op,
+            g.target,
+            if g.met { "met" } else { "NOT met" }
+        );
+    }
+    for e in &r.errors {
+        let _ = writeln!(out, "error: {e}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::sample_result;
+
+    #[test]
+    fn summary_names_driver_figures_and_goals() {
+        let text = summary(&sample_result());
+        assert!(text.contains("driver native"), "{text}");
+        assert!(text.contains("produce"), "{text}");
+        assert!(text.contains("102.4"), "{text}");
+        assert!(
+            text.contains("goal produce_to_disk_ratio: 0.102 >= 0.7 -> NOT met"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fdatasync p50 0.200 ms p99 2.000 ms"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn progress_line_shows_rates() {
+        let live = Live::default();
+        let s = sample_result().series[0];
+        let line = progress_line("measure", 3, 60, &live, Some(&s));
+        assert!(
+            line.contains("[measure    3/60s]") && line.contains("102.4 MB/s"),
+            "{line}"
+        );
+        assert!(line.contains("server 1.00 cores"), "{line}");
+    }
+}

@@ -1,0 +1,366 @@
+//! The result file: one JSON document per run, schema documented in bench/README.md. Everything needed to judge the
+//! run is in it (workload, driver, broker, machine, limits), so a file can be compared with another months later.
+//! MB means 10^6 bytes of record payload (key + value); latencies are milliseconds.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::BenchError;
+use crate::limits::Limits;
+use crate::machine::Machine;
+use crate::stats::{CurvePoint, Percentiles};
+use crate::workload::Workload;
+
+/// Bumped on any incompatible change of the schema below.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Goal: acks=all max produce MB/s over fio sequential write MB/s.
+pub const GOAL_PRODUCE_TO_DISK_MIN: f64 = 0.7;
+/// Goal: p99 publish latency at half of max rate over fio fdatasync p99.
+pub const GOAL_P99_TO_FDATASYNC_MAX: f64 = 3.0;
+/// Goal: consumer catch-up MB/s over produce MB/s.
+pub const GOAL_CATCHUP_TO_PRODUCE_MIN: f64 = 2.0;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BenchResult {
+    pub schema_version: u32,
+    pub tool_version: String,
+    pub started_at_unix: u64,
+    pub workload: Workload,
+    pub topic: String,
+    /// "native" or "rdkafka".
+    pub driver: String,
+    pub broker: Broker,
+    pub machine: Machine,
+    pub limits: Limits,
+    /// Records/s offered per second over all producers (0 = max rate).
+    pub offered_rate_records_s: u64,
+    /// Seconds actually measured.
+    pub measured_s: f64,
+    pub produce: Throughput,
+    pub consume: Throughput,
+    /// The fill phase (catch-up workloads), produced at max rate before consumers start.
+    pub fill: Option<Throughput>,
+    pub publish_latency_ms: Percentiles,
+    pub e2e_latency_ms: Percentiles,
+    pub publish_latency_curve: Vec<CurvePoint>,
+    pub e2e_latency_curve: Vec<CurvePoint>,
+    pub cpu: Cpu,
+    pub series: Vec<Second>,
+    /// produce.mb_s / limits.fio_seq_write_mb_s.
+    pub produce_to_disk_ratio: Option<f64>,
+    pub goals: Vec<Goal>,
+    /// First error of each thread that saw one.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Broker {
+    /// A label: "pinlog", "kafka", "redpanda"...
+    pub name: String,
+    pub bootstrap: String,
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Throughput {
+    pub records: u64,
+    pub bytes: u64,
+    pub records_s: f64,
+    pub mb_s: f64,
+    pub errors: u64,
+}
+
+impl Throughput {
+    pub fn over(records: u64, bytes: u64, errors: u64, seconds: f64) -> Throughput {
+        let s = seconds.max(1e-9);
+        Throughput {
+            records,
+            bytes,
+            records_s: records as f64 / s,
+            mb_s: bytes as f64 / 1e6 / s,
+            errors,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Cpu {
+    /// Cores the bench process used on average during the measured window.
+    pub client_cores: f64,
+    /// Cores the broker process used (`None` without `--server-pid`).
+    pub server_cores: Option<f64>,
+}
+
+/// One second of the measured window.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Second {
+    pub t_s: u32,
+    pub produce_records_s: f64,
+    pub produce_mb_s: f64,
+    pub consume_records_s: f64,
+    pub consume_mb_s: f64,
+    pub publish_p50_ms: Option<f64>,
+    pub publish_p99_ms: Option<f64>,
+    pub e2e_p50_ms: Option<f64>,
+    pub e2e_p99_ms: Option<f64>,
+    pub client_cores: f64,
+    pub server_cores: Option<f64>,
+}
+
+/// A goal from the issue, evaluated where this workload measures it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Goal {
+    pub name: String,
+    pub value: f64,
+    /// "<=" or ">=".
+    pub op: String,
+    pub target: f64,
+    pub met: bool,
+}
+
+impl Goal {
+    pub fn at_least(name: &str, value: f64, target: f64) -> Goal {
+        Goal {
+            name: name.into(),
+            value,
+            op: ">=".into(),
+            target,
+            met: value >= target,
+        }
+    }
+
+    pub fn at_most(name: &str, value: f64, target: f64) -> Goal {
+        Goal {
+            name: name.into(),
+            value,
+            op: "<=".into(),
+            target,
+            met: value <= target,
+        }
+    }
+}
+
+impl BenchResult {
+    pub fn load(path: &Path) -> Result<BenchResult, BenchError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BenchError::io(format!("reading {}", path.display()), e))?;
+        serde_json::from_str(&text).map_err(|e| BenchError::Result {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), BenchError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| BenchError::io(format!("creating {}", parent.display()), e))?;
+        }
+        let text = serde_json::to_string_pretty(self).expect("results serialize");
+        std::fs::write(path, text)
+            .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))
+    }
+
+    /// Checks the result is complete: what the smoke test asserts (shape, not speed).
+    pub fn completeness_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let w = &self.workload;
+        if self.schema_version != SCHEMA_VERSION {
+            problems.push(format!(
+                "schema_version {} != {SCHEMA_VERSION}",
+                self.schema_version
+            ));
+        }
+        if self.limits.fio_seq_write_mb_s.is_none() {
+            problems.push("limits.fio_seq_write_mb_s missing".into());
+        }
+        if self.limits.fdatasync_p99_ms.is_none() {
+            problems.push("limits.fdatasync_p99_ms missing".into());
+        }
+        if self.measured_s <= 0.0 || self.series.is_empty() {
+            problems.push("no measured seconds".into());
+        }
+        let produces = w.producer.count > 0 && w.fill.bytes == 0;
+        if produces && self.produce.records == 0 {
+            problems.push("no records produced in the measured window".into());
+        }
+        if produces
+            && w.producer.acks != crate::workload::Acks::None
+            && self.publish_latency_ms.count == 0
+        {
+            problems.push("no publish latency samples".into());
+        }
+        if produces && self.produce_to_disk_ratio.is_none() {
+            problems.push("produce_to_disk_ratio missing".into());
+        }
+        if w.consumer.count > 0 && self.consume.records == 0 {
+            problems.push("no records consumed in the measured window".into());
+        }
+        if w.consumer.count > 0 && w.fill.bytes == 0 && self.e2e_latency_ms.count == 0 {
+            problems.push("no end-to-end latency samples".into());
+        }
+        if w.fill.bytes > 0 && self.fill.is_none_or(|f| f.records == 0) {
+            problems.push("fill phase wrote nothing".into());
+        }
+        if self.produce.errors + self.consume.errors > 0 {
+            problems.push(format!(
+                "{} produce and {} consume errors: {:?}",
+                self.produce.errors, self.consume.errors, self.errors
+            ));
+        }
+        problems
+    }
+}
+
+/// A small, complete result for tests of the code that reads results.
+#[cfg(test)]
+pub(crate) fn sample_result() -> BenchResult {
+    let workload: Workload = toml::from_str(
+        r#"
+name = "sample"
+duration_s = 3
+[topic]
+prefix = "bench-sample"
+partitions = 2
+[records]
+size = { kind = "fixed", bytes = 1024 }
+[producer]
+count = 1
+acks = "all"
+[consumer]
+count = 1
+"#,
+    )
+    .expect("sample workload parses");
+    let latency = Percentiles {
+        count: 100,
+        p50: 1.0,
+        p90: 2.0,
+        p99: 3.0,
+        p999: 4.0,
+        max: 5.0,
+        mean: 1.2,
+    };
+    let curve = vec![
+        CurvePoint {
+            percentile: 0.0,
+            ms: 0.5,
+        },
+        CurvePoint {
+            percentile: 90.0,
+            ms: 2.0,
+        },
+        CurvePoint {
+            percentile: 99.0,
+            ms: 3.0,
+        },
+        CurvePoint {
+            percentile: 100.0,
+            ms: 5.0,
+        },
+    ];
+    BenchResult {
+        schema_version: SCHEMA_VERSION,
+        tool_version: "0.1.0".into(),
+        started_at_unix: 1_700_000_000,
+        workload,
+        topic: "bench-sample-1".into(),
+        driver: "native".into(),
+        broker: Broker {
+            name: "pinlog".into(),
+            bootstrap: "127.0.0.1:9092".into(),
+            server_pid: Some(42),
+        },
+        machine: Machine {
+            hostname: "h".into(),
+            kernel: "6.1".into(),
+            cpu_model: "cpu".into(),
+            cores: 2,
+            memory_bytes: 1 << 30,
+        },
+        limits: Limits {
+            measured_at_unix: 1_700_000_000,
+            data_dir: "/d".into(),
+            fio_seq_write_mb_s: Some(1000.0),
+            fio_seq_write_qd1_mb_s: Some(600.0),
+            fdatasync_p50_ms: Some(0.2),
+            fdatasync_p99_ms: Some(2.0),
+            iperf3_loopback_gbit_s: Some(20.0),
+            notes: Vec::new(),
+        },
+        offered_rate_records_s: 0,
+        measured_s: 3.0,
+        produce: Throughput::over(300_000, 307_200_000, 0, 3.0),
+        consume: Throughput::over(300_000, 307_200_000, 0, 3.0),
+        fill: None,
+        publish_latency_ms: latency,
+        e2e_latency_ms: latency,
+        publish_latency_curve: curve.clone(),
+        e2e_latency_curve: curve,
+        cpu: Cpu {
+            client_cores: 0.5,
+            server_cores: Some(1.0),
+        },
+        series: (0..3)
+            .map(|t| Second {
+                t_s: t,
+                produce_records_s: 100_000.0,
+                produce_mb_s: 102.4,
+                consume_records_s: 100_000.0,
+                consume_mb_s: 102.4,
+                publish_p50_ms: Some(1.0),
+                publish_p99_ms: Some(3.0),
+                e2e_p50_ms: Some(1.0),
+                e2e_p99_ms: None,
+                client_cores: 0.5,
+                server_cores: Some(1.0),
+            })
+            .collect(),
+        produce_to_disk_ratio: Some(0.1024),
+        goals: vec![Goal::at_least(
+            "produce_to_disk_ratio",
+            0.1024,
+            GOAL_PRODUCE_TO_DISK_MIN,
+        )],
+        errors: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_is_complete_and_round_trips() {
+        let r = sample_result();
+        assert_eq!(r.completeness_problems(), Vec::<String>::new());
+        let tmp = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let path = tmp.path().join("r.json");
+        r.save(&path).unwrap();
+        let back = BenchResult::load(&path).unwrap();
+        assert_eq!(back.workload, r.workload);
+        assert_eq!(back.series.len(), r.series.len());
+        assert!((back.produce.mb_s - r.produce.mb_s).abs() < 1e-9);
+        assert_eq!(back.completeness_problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn incomplete_results_are_named() {
+        let mut r = sample_result();
+        r.limits.fdatasync_p99_ms = None;
+        r.consume.records = 0;
+        r.produce.errors = 3;
+        let problems = r.completeness_problems().join("; ");
+        assert!(problems.contains("fdatasync_p99_ms"), "{problems}");
+        assert!(problems.contains("consumed"), "{problems}");
+        assert!(problems.contains("3 produce"), "{problems}");
+    }
+
+    #[test]
+    fn goals_compare_the_right_way() {
+        assert!(Goal::at_least("x", 0.8, 0.7).met);
+        assert!(!Goal::at_least("x", 0.6, 0.7).met);
+        assert!(Goal::at_most("x", 2.0, 3.0).met);
+        assert!(!Goal::at_most("x", 3.5, 3.0).met);
+    }
+}

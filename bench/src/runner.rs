@@ -1,0 +1,533 @@
+//! One run of one workload against one broker, in phases:
+//!
+//! 1. create a fresh topic (`<prefix>-<unix ms>`) and wait for its leaders;
+//! 2. fill (catch-up workloads only): produce `fill.bytes` at max rate, then read the log end offsets;
+//! 3. start the consumers and wait until each knows its start offsets (nothing produced later is missed);
+//! 4. start the producers (not after a fill: catch-up measures the consumers alone);
+//! 5. warm up for `warmup_s`, then measure for `duration_s` (catch-up: until the consumers reach the end offsets),
+//!    sampling counters and CPU once a second for the progress line and the time series;
+//! 6. stop every thread, merge their histograms and build the [`BenchResult`].
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::{self, ScopedJoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::cpu::{self, CpuSample};
+use crate::driver::{ConsumeJob, Driver, DriverKind, ProduceJob};
+use crate::error::BenchError;
+use crate::limits::Limits;
+use crate::machine::Machine;
+use crate::native::admin::{self, TopicLayout};
+use crate::payload::now_micros;
+use crate::report;
+use crate::result::{
+    BenchResult, Broker, Cpu, Goal, Second, Throughput, GOAL_CATCHUP_TO_PRODUCE_MIN,
+    GOAL_P99_TO_FDATASYNC_MAX, GOAL_PRODUCE_TO_DISK_MIN, SCHEMA_VERSION,
+};
+use crate::stats::{Live, Recorder, WorkerReport};
+use crate::workload::{Acks, Workload};
+
+/// How long consumers may take to find their start offsets.
+const CONSUMERS_READY_TIMEOUT_S: u64 = 60;
+/// Catch-up runs stop after this many times `duration_s` even if consumers have not caught up.
+const CATCHUP_DURATION_FACTOR: u64 = 10;
+
+/// Everything a run needs besides the workload's own settings.
+pub struct RunOptions {
+    pub workload: Workload,
+    pub bootstrap: String,
+    pub driver: DriverKind,
+    pub broker_name: String,
+    pub server_pid: Option<u32>,
+    pub limits: Limits,
+    /// A max-rate result, for workloads whose rate is a fraction of it.
+    pub reference: Option<BenchResult>,
+    /// Print the progress line.
+    pub progress: bool,
+}
+
+/// Records/s over all producers: a fraction of the reference result's produce rate when the workload asks for one
+/// and a reference is given, else the workload's fixed rate.
+pub fn offered_rate(workload: &Workload, reference: Option<&BenchResult>) -> u64 {
+    match (workload.producer.rate_fraction_of_reference, reference) {
+        (Some(fraction), Some(r)) if r.produce.records_s > 0.0 => {
+            (r.produce.records_s * fraction).round().max(1.0) as u64
+        }
+        _ => workload.producer.rate_records_s,
+    }
+}
+
+/// Counter values at one instant.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    produced: (u64, u64),
+    consumed: (u64, u64),
+    errors: (u64, u64),
+    client: Option<CpuSample>,
+    server: Option<CpuSample>,
+}
+
+impl Snapshot {
+    fn take(live: &Live, server_pid: Option<u32>) -> Snapshot {
+        Snapshot {
+            produced: (
+                live.produced_records.load(Relaxed),
+                live.produced_bytes.load(Relaxed),
+            ),
+            consumed: (
+                live.consumed_records.load(Relaxed),
+                live.consumed_bytes.load(Relaxed),
+            ),
+            errors: (
+                live.produce_errors.load(Relaxed),
+                live.consume_errors.load(Relaxed),
+            ),
+            client: cpu::sample(None),
+            server: server_pid.and_then(|p| cpu::sample(Some(p))),
+        }
+    }
+}
+
+fn cores(a: Option<CpuSample>, b: Option<CpuSample>) -> Option<f64> {
+    Some(cpu::cores_between(a?, b?))
+}
+
+fn second_between(t_s: u32, a: &Snapshot, b: &Snapshot, seconds: f64) -> Second {
+    let produce = Throughput::over(
+        b.produced.0 - a.produced.0,
+        b.produced.1 - a.produced.1,
+        0,
+        seconds,
+    );
+    let consume = Throughput::over(
+        b.consumed.0 - a.consumed.0,
+        b.consumed.1 - a.consumed.1,
+        0,
+        seconds,
+    );
+    Second {
+        t_s,
+        produce_records_s: produce.records_s,
+        produce_mb_s: produce.mb_s,
+        consume_records_s: consume.records_s,
+        consume_mb_s: consume.mb_s,
+        client_cores: cores(a.client, b.client).unwrap_or(0.0),
+        server_cores: cores(a.server, b.server),
+        ..Second::default()
+    }
+}
+
+/// Runs the workload; the result is returned even when some threads failed (their errors are in it).
+pub fn run(opts: &RunOptions) -> Result<BenchResult, BenchError> {
+    let w = &opts.workload;
+    let started_at_unix = now_micros() / 1_000_000;
+    let topic = format!("{}-{}", w.topic.prefix, now_micros() / 1000);
+    let layout = admin::create_topic(
+        &opts.bootstrap,
+        &topic,
+        w.topic.partitions,
+        w.topic.replication_factor,
+    )?;
+    let driver = opts.driver.driver();
+    let rate = offered_rate(w, opts.reference.as_ref());
+    let mut errors = Vec::new();
+
+    let (fill, end_offsets) = if w.fill.bytes > 0 {
+        let (fill, fill_errors) = fill_topic(driver.as_ref(), opts, &layout)?;
+        errors.extend(fill_errors);
+        (Some(fill), Some(admin::end_offsets(&layout)?))
+    } else {
+        (None, None)
+    };
+
+    let live = Arc::new(Live::default());
+    let measured = thread::scope(|scope| -> Result<Measured, BenchError> {
+        let consumers: Vec<_> = (0..w.consumer.count)
+            .map(|index| {
+                let job = ConsumeJob {
+                    bootstrap: &opts.bootstrap,
+                    workload: w,
+                    layout: &layout,
+                    end_offsets: end_offsets.as_deref(),
+                    index,
+                };
+                let (driver, live) = (&driver, &live);
+                scope.spawn(move || driver.consume(&job, live))
+            })
+            .collect();
+        wait_for_consumers(&live, &consumers)?;
+        let producer_count = if fill.is_some() { 0 } else { w.producer.count };
+        let producers: Vec<_> = (0..producer_count)
+            .map(|i| {
+                let job = ProduceJob {
+                    bootstrap: &opts.bootstrap,
+                    workload: w,
+                    layout: &layout,
+                    rate_records_s: rate.div_ceil(u64::from(producer_count)),
+                    bytes_limit: None,
+                    seed: u64::from(i) + 1,
+                };
+                let (driver, live) = (&driver, &live);
+                scope.spawn(move || driver.produce(&job, live))
+            })
+            .collect();
+        let catch_up = fill.is_some();
+        let measured = measure(opts, &live, catch_up, &consumers);
+        live.stop.store(true, Relaxed);
+        let mut reports = Vec::new();
+        for handle in producers.into_iter().chain(consumers) {
+            match handle.join() {
+                Ok(Ok(report)) => reports.push(report),
+                Ok(Err(e)) => reports.push(WorkerReport {
+                    first_error: Some(e.to_string()),
+                    ..WorkerReport::default()
+                }),
+                Err(_) => reports.push(WorkerReport {
+                    first_error: Some("a load thread panicked".into()),
+                    ..WorkerReport::default()
+                }),
+            }
+        }
+        Ok(Measured {
+            reports,
+            ..measured
+        })
+    })?;
+    if opts.progress {
+        eprintln!();
+    }
+    Ok(build_result(
+        opts,
+        started_at_unix,
+        topic,
+        rate,
+        fill,
+        measured,
+        errors,
+    ))
+}
+
+/// Produces `fill.bytes` at max rate; returns its throughput and the producers' errors.
+fn fill_topic(
+    driver: &dyn Driver,
+    opts: &RunOptions,
+    layout: &TopicLayout,
+) -> Result<(Throughput, Vec<String>), BenchError> {
+    let w = &opts.workload;
+    let live = Arc::new(Live::default());
+    let producers = w.producer.count.max(1);
+    let start = Instant::now();
+    let reports: Vec<Result<WorkerReport, BenchError>> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..producers)
+            .map(|i| {
+                let job = ProduceJob {
+                    bootstrap: &opts.bootstrap,
+                    workload: w,
+                    layout,
+                    rate_records_s: 0,
+                    bytes_limit: Some(w.fill.bytes.div_ceil(u64::from(producers))),
+                    seed: u64::from(i) + 1,
+                };
+                let live = &live;
+                scope.spawn(move || driver.produce(&job, live))
+            })
+            .collect();
+        while opts.progress && !handles.iter().all(|h| h.is_finished()) {
+            thread::sleep(Duration::from_millis(500));
+            let bytes = live.produced_bytes.load(Relaxed);
+            eprint!(
+                "\r[fill {:>5.1}s] {:>9.1} MB of {:.1} MB",
+                start.elapsed().as_secs_f64(),
+                bytes as f64 / 1e6,
+                w.fill.bytes as f64 / 1e6
+            );
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(BenchError::protocol("fill", "producer panicked")))
+            })
+            .collect()
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    if opts.progress {
+        eprintln!();
+    }
+    let errors: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    let fill = Throughput::over(
+        live.produced_records.load(Relaxed),
+        live.produced_bytes.load(Relaxed),
+        live.produce_errors.load(Relaxed),
+        seconds,
+    );
+    Ok((fill, errors))
+}
+
+/// Waits, bounded, until every consumer has its start offsets (or one of them has already failed).
+fn wait_for_consumers<T>(
+    live: &Live,
+    consumers: &[ScopedJoinHandle<'_, T>],
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(CONSUMERS_READY_TIMEOUT_S);
+    while (live.consumers_ready.load(Relaxed) as usize) < consumers.len() {
+        if consumers.iter().any(|c| c.is_finished()) {
+            return Ok(()); // it failed; its error is reported when joined
+        }
+        if Instant::now() >= deadline {
+            live.stop.store(true, Relaxed);
+            return Err(BenchError::protocol(
+                "consumers",
+                format!("not ready after {CONSUMERS_READY_TIMEOUT_S} s"),
+            ));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// What the measured window produced.
+#[derive(Default)]
+struct Measured {
+    seconds: f64,
+    produce: Throughput,
+    consume: Throughput,
+    cpu: Cpu,
+    series: Vec<Second>,
+    reports: Vec<WorkerReport>,
+}
+
+/// Warm-up then the measured window, one tick a second.
+fn measure<T>(
+    opts: &RunOptions,
+    live: &Live,
+    catch_up: bool,
+    consumers: &[ScopedJoinHandle<'_, T>],
+) -> Measured {
+    let w = &opts.workload;
+    let pid = opts.server_pid;
+    let warmup = if catch_up { 0 } else { w.warmup_s };
+    let warm_start = Instant::now();
+    for s in 0..warmup {
+        let next = warm_start + Duration::from_secs(s + 1);
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+        if opts.progress {
+            eprint!(
+                "\r{}",
+                report::progress_line("warm-up", s + 1, warmup, live, None)
+            );
+        }
+    }
+    live.measure_start_us.store(now_micros(), Relaxed);
+    let start = Instant::now();
+    let first = Snapshot::take(live, pid);
+    let mut previous = first;
+    let mut series = Vec::new();
+    let limit_s = if catch_up {
+        w.duration_s * CATCHUP_DURATION_FACTOR
+    } else {
+        w.duration_s
+    };
+    for s in 0..limit_s {
+        let next = start + Duration::from_secs(s + 1);
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+        let now = Snapshot::take(live, pid);
+        let second = second_between(s as u32, &previous, &now, 1.0);
+        if opts.progress {
+            eprint!(
+                "\r{}",
+                report::progress_line("measure", s + 1, limit_s, live, Some(&second))
+            );
+        }
+        series.push(second);
+        previous = now;
+        if catch_up && consumers.iter().all(|c| c.is_finished()) {
+            break;
+        }
+    }
+    live.measure_end_us.store(now_micros(), Relaxed);
+    let last = Snapshot::take(live, pid);
+    let seconds = start.elapsed().as_secs_f64();
+    Measured {
+        seconds,
+        produce: Throughput::over(
+            last.produced.0 - first.produced.0,
+            last.produced.1 - first.produced.1,
+            last.errors.0 - first.errors.0,
+            seconds,
+        ),
+        consume: Throughput::over(
+            last.consumed.0 - first.consumed.0,
+            last.consumed.1 - first.consumed.1,
+            last.errors.1 - first.errors.1,
+            seconds,
+        ),
+        cpu: Cpu {
+            client_cores: cores(first.client, last.client).unwrap_or(0.0),
+            server_cores: cores(first.server, last.server),
+        },
+        series,
+        reports: Vec::new(),
+    }
+}
+
+fn build_result(
+    opts: &RunOptions,
+    started_at_unix: u64,
+    topic: String,
+    rate: u64,
+    fill: Option<Throughput>,
+    measured: Measured,
+    mut errors: Vec<String>,
+) -> BenchResult {
+    let w = &opts.workload;
+    let mut publish = Recorder::default();
+    let mut e2e = Recorder::default();
+    for r in &measured.reports {
+        publish.merge(&r.publish);
+        e2e.merge(&r.e2e);
+        errors.extend(r.first_error.clone());
+    }
+    let mut series = measured.series;
+    for (second, pair) in series.iter_mut().zip(publish.per_second()) {
+        second.publish_p50_ms = pair.map(|p| p.0);
+        second.publish_p99_ms = pair.map(|p| p.1);
+    }
+    for (second, pair) in series.iter_mut().zip(e2e.per_second()) {
+        second.e2e_p50_ms = pair.map(|p| p.0);
+        second.e2e_p99_ms = pair.map(|p| p.1);
+    }
+    let produces = fill.is_none() && w.producer.count > 0;
+    let produce_to_disk_ratio = match (produces, opts.limits.fio_seq_write_mb_s) {
+        (true, Some(disk)) if disk > 0.0 => Some(measured.produce.mb_s / disk),
+        _ => None,
+    };
+    let publish_latency_ms = publish.percentiles();
+    let mut goals = Vec::new();
+    if let (Some(ratio), true, true) = (
+        produce_to_disk_ratio,
+        rate == 0,
+        w.producer.acks == Acks::All,
+    ) {
+        goals.push(Goal::at_least(
+            "produce_to_disk_ratio",
+            ratio,
+            GOAL_PRODUCE_TO_DISK_MIN,
+        ));
+    }
+    if let (true, true, Some(sync_p99)) = (
+        produces && rate > 0,
+        publish_latency_ms.count > 0,
+        opts.limits.fdatasync_p99_ms,
+    ) {
+        goals.push(Goal::at_most(
+            "publish_p99_to_fdatasync_p99",
+            publish_latency_ms.p99 / sync_p99.max(1e-6),
+            GOAL_P99_TO_FDATASYNC_MAX,
+        ));
+    }
+    if let Some(f) = fill.filter(|f| f.mb_s > 0.0) {
+        goals.push(Goal::at_least(
+            "catchup_to_produce_ratio",
+            measured.consume.mb_s / f.mb_s,
+            GOAL_CATCHUP_TO_PRODUCE_MIN,
+        ));
+    }
+    BenchResult {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at_unix,
+        workload: w.clone(),
+        topic,
+        driver: opts.driver.name().to_string(),
+        broker: Broker {
+            name: opts.broker_name.clone(),
+            bootstrap: opts.bootstrap.clone(),
+            server_pid: opts.server_pid,
+        },
+        machine: Machine::describe(),
+        limits: opts.limits.clone(),
+        offered_rate_records_s: rate,
+        measured_s: measured.seconds,
+        produce: measured.produce,
+        consume: measured.consume,
+        fill,
+        publish_latency_ms,
+        e2e_latency_ms: e2e.percentiles(),
+        publish_latency_curve: publish.curve(),
+        e2e_latency_curve: e2e.curve(),
+        cpu: measured.cpu,
+        series,
+        produce_to_disk_ratio,
+        goals,
+        errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(fraction: Option<f64>) -> Workload {
+        let mut w: Workload = toml::from_str(
+            r#"
+name = "t"
+duration_s = 5
+[topic]
+prefix = "bench-t"
+partitions = 4
+[records]
+size = { kind = "fixed", bytes = 100 }
+[producer]
+count = 2
+acks = "all"
+rate_records_s = 5000
+"#,
+        )
+        .unwrap();
+        w.producer.rate_fraction_of_reference = fraction;
+        w
+    }
+
+    #[test]
+    fn offered_rate_uses_the_reference_only_when_asked() {
+        let w = workload(None);
+        assert_eq!(offered_rate(&w, None), 5000);
+        let mut reference = crate::result::sample_result();
+        reference.produce.records_s = 100_000.0;
+        assert_eq!(offered_rate(&w, Some(&reference)), 5000);
+        let half = workload(Some(0.5));
+        assert_eq!(offered_rate(&half, Some(&reference)), 50_000);
+        assert_eq!(
+            offered_rate(&half, None),
+            5000,
+            "no reference: the fixed fallback rate"
+        );
+    }
+
+    #[test]
+    fn second_between_turns_deltas_into_rates() {
+        let a = Snapshot {
+            produced: (100, 100_000),
+            consumed: (0, 0),
+            errors: (0, 0),
+            client: None,
+            server: None,
+        };
+        let b = Snapshot {
+            produced: (1100, 2_100_000),
+            consumed: (500, 1_000_000),
+            ..a
+        };
+        let s = second_between(3, &a, &b, 2.0);
+        assert_eq!(s.t_s, 3);
+        assert_eq!(s.produce_records_s, 500.0);
+        assert_eq!(s.produce_mb_s, 1.0);
+        assert_eq!(s.consume_mb_s, 0.5);
+        assert_eq!(s.server_cores, None);
+    }
+}
