@@ -14,6 +14,8 @@ use pinlog_tuning::{Cli, Command, Config, FlushPolicyName};
 
 /// Requests one connection may have in flight (librdkafka pipelines up to 1,000,000 by default; 5 when idempotent).
 const INFLIGHT_REQUESTS_PER_CONNECTION_MAX: usize = 128;
+/// How long start-up waits for an answer when checking that the listen port is free.
+const PORT_PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Messages queued between the raft shard and one data shard, each way.
 const RAFT_CHANNEL_CAPACITY: usize = 1024;
 
@@ -61,10 +63,14 @@ fn serve(config: Config) -> ExitCode {
         reason = %plan.reason,
         "core plan"
     );
-    // Every shard binds with SO_REUSEPORT, which would also let a second process share the port silently and
-    // take half the connections: bind once without it first, so a port in use fails here, clearly.
-    if let Err(err) = std::net::TcpListener::bind(config.listen) {
-        eprintln!("pinlog: invalid config: listen = {}: {err}", config.listen);
+    // Every shard binds with SO_REUSEPORT, which would also let a second pinlog share the port silently and take
+    // half the connections. A test bind is no use (the previous process's sockets in TIME_WAIT make it fail on
+    // a free port after a restart), so ask the port itself: if something accepts a connection, it is taken.
+    if port_is_served(config.listen) {
+        eprintln!(
+            "pinlog: invalid config: listen = {}: another process is already serving on this port",
+            config.listen
+        );
         return ExitCode::from(2);
     }
     let shard_count = plan.shard_cpus.len();
@@ -157,6 +163,34 @@ fn serve(config: Config) -> ExitCode {
     }
     tracing::info!("pinlog stopped");
     code
+}
+
+/// Whether a live Kafka broker already answers on `listen` (a wildcard address is probed on loopback). A TCP
+/// connect alone is not proof: just after a pinlog process dies, io_uring's deferred teardown can keep its
+/// listening socket accepting for a moment with nobody behind it, and a loopback connect with no listener can
+/// connect to itself. So the probe sends an ApiVersions v0 request and counts only an answer.
+fn port_is_served(listen: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let mut probe = listen;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(if listen.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&probe, PORT_PROBE_TIMEOUT) else {
+        return false;
+    };
+    if stream.local_addr().ok() == stream.peer_addr().ok() {
+        return false;
+    }
+    // size 10 | api key 18 (ApiVersions) | version 0 | correlation id 0 | null client id
+    const API_VERSIONS_V0: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    let mut answer = [0u8; 4];
+    stream.set_read_timeout(Some(PORT_PROBE_TIMEOUT)).is_ok()
+        && stream.write_all(&API_VERSIONS_V0).is_ok()
+        && stream.read_exact(&mut answer).is_ok()
 }
 
 /// SIGTERM and SIGINT, blocked in the calling thread (and so in every thread it starts afterwards).

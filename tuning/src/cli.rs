@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(config.node_id, 2, "env over file");
         assert_eq!(
             config.data_dir,
-            tmp.path().join("from-flag"),
+            tmp.path().join("from-flag").canonicalize().unwrap(),
             "flag over env over file"
         );
         assert_eq!(config.default_partitions, 6, "flag over env");

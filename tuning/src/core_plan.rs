@@ -210,11 +210,21 @@ fn plan_list(ids: &[usize], raft: RaftCore, host: &[usize]) -> Result<CorePlan, 
             .expect("shard_cores lists were checked non-empty"),
     };
     let shares = ids.contains(&raft_cpu);
-    if shares && !free.is_empty() {
+    // An explicit raft core listed as a shard core is a contradiction the operator must resolve; sharing a core
+    // is only ever chosen by "auto", where it is logged as a choice.
+    if shares && matches!(raft, RaftCore::Core(_)) {
+        let remedy = if free.is_empty() {
+            "use raft_core = \"auto\" to co-locate it on a host this small, or free a core"
+                .to_string()
+        } else {
+            format!(
+                "give it a free core ({}) or use raft_core = \"auto\"",
+                format_core_ids(&free)
+            )
+        };
         let reason = format!(
-            "raft_core = {raft_cpu} is also in shard_cores = {}; give it a free core ({}) or use raft_core = \"auto\"",
-            CoreSpec::List(ids.to_vec()),
-            format_core_ids(&free)
+            "raft_core = {raft_cpu} is also in shard_cores = {}; {remedy}",
+            CoreSpec::List(ids.to_vec())
         );
         return Err(ConfigError::invalid("raft_core", raft_cpu, reason));
     }
@@ -350,9 +360,9 @@ mod tests {
             placement(&plan(2, CoreSpec::List(vec![1, 0]), RaftCore::Auto).unwrap()),
             (vec![1, 0], 1, true)
         );
-        assert_eq!(
-            placement(&plan(2, CoreSpec::List(vec![0, 1]), RaftCore::Core(0)).unwrap()),
-            (vec![0, 1], 0, true)
+        assert!(
+            plan(2, CoreSpec::List(vec![0, 1]), RaftCore::Core(0)).is_err(),
+            "an explicit raft core inside the shard list is refused even without a free core"
         );
         assert_eq!(
             placement(&plan(4, CoreSpec::List(vec![2]), RaftCore::Core(0)).unwrap()),

@@ -61,9 +61,10 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchRespon
             })
         })
         .collect();
+    let partition_limits: Vec<usize> = wanted.iter().map(|w| w.max_bytes).collect();
     loop {
         let mut got = read_all(&ctx, &wanted).await;
-        apply_response_limit(&mut got, max_bytes);
+        apply_response_limit(&mut got, &partition_limits, max_bytes);
         let bytes: usize = got.iter().map(|g| g.records.len()).sum();
         let failed = got.iter().any(|g| g.error_code != codes::NONE);
         let now = Instant::now();
@@ -129,13 +130,17 @@ async fn wait_for_any(ctx: &Rc<ShardContext>, wanted: &[Wanted], got: &[Got], wa
     }
 }
 
-/// Trims the partitions' records, in request order, so the response stays within `max_bytes` (whole batches only),
-/// keeping at least the first batch of the first non-empty partition.
-fn apply_response_limit(got: &mut [Got], max_bytes: usize) {
+/// Trims the partitions' records, in request order, so each stays within its `partition_max_bytes` and the
+/// response within `max_bytes` (whole batches only). Only the first non-empty partition may exceed either, by
+/// its first whole batch (KIP-74); later partitions whose next batch does not fit return nothing this time.
+fn apply_response_limit(got: &mut [Got], partition_limits: &[usize], max_bytes: usize) {
     let mut budget = max_bytes;
     let mut first = true;
-    for g in got.iter_mut().filter(|g| !g.records.is_empty()) {
-        let keep = whole_batches_within(&g.records, budget, first);
+    for (g, &partition_limit) in got.iter_mut().zip(partition_limits) {
+        if g.records.is_empty() {
+            continue;
+        }
+        let keep = whole_batches_within(&g.records, budget.min(partition_limit), first);
         g.records = g.records.slice(..keep);
         budget = budget.saturating_sub(keep);
         first &= keep == 0;
@@ -223,15 +228,23 @@ mod tests {
             records: Bytes::from(batches(lengths)),
         };
         let mut got = vec![mk(&[]), mk(&[500]), mk(&[100, 100]), mk(&[50])];
-        apply_response_limit(&mut got, 300);
+        apply_response_limit(&mut got, &[usize::MAX; 4], 300);
         let sizes: Vec<usize> = got.iter().map(|g| g.records.len()).collect();
         assert_eq!(
             sizes,
             vec![0, 500, 0, 0],
             "first non-empty partition gives its whole first batch, then the budget is spent"
         );
+        let mut got = vec![mk(&[500]), mk(&[200]), mk(&[50, 50])];
+        apply_response_limit(&mut got, &[100, 100, 100], 10_000);
+        let sizes: Vec<usize> = got.iter().map(|g| g.records.len()).collect();
+        assert_eq!(
+            sizes,
+            vec![500, 0, 100],
+            "only the first non-empty partition may exceed its own limit"
+        );
         let mut got = vec![mk(&[100]), mk(&[100, 100]), mk(&[50])];
-        apply_response_limit(&mut got, 260);
+        apply_response_limit(&mut got, &[usize::MAX; 3], 260);
         let sizes: Vec<usize> = got.iter().map(|g| g.records.len()).collect();
         assert_eq!(sizes, vec![100, 100, 50]);
     }
