@@ -9,6 +9,8 @@ cd "$repo"
 
 echo "=== install dependencies"
 ./tests/install-deps.sh
+# The workspace build includes pinlog-bench, whose vendored librdkafka needs cmake; the smoke run needs fio.
+./bench/install-deps.sh
 
 echo "=== cargo build --release"
 cargo build --release
@@ -30,10 +32,17 @@ timeout --signal=INT --kill-after=60 "${PINLOG_E2E_DEADLINE_S:-2700}" \
     tests/.venv/bin/python -m pytest -c tests/pytest.ini --rootdir tests -p no:cacheprovider \
     "${marks[@]}" ${PINLOG_E2E_ARGS:-} tests/e2e || e2e_rc=$?
 
+echo "=== bench smoke (every workload for a few seconds, both drivers; checks the results, asserts no speed)"
+bench_rc=0
+BENCH_SKIP_BUILD=1 timeout --kill-after=60 "${PINLOG_BENCH_DEADLINE_S:-1200}" bench/scripts/smoke.sh || bench_rc=$?
+
+if [ "$bench_rc" -ne 0 ]; then
+    echo "run-all: bench smoke failed (exit code $bench_rc)" >&2
+fi
 if [ "$unit_rc" -ne 0 ]; then
     echo "run-all: unit tests failed (cargo test exit code $unit_rc)" >&2
 fi
 if [ "$e2e_rc" -ne 0 ]; then
     echo "run-all: end-to-end tests failed (pytest exit code $e2e_rc)" >&2
 fi
-[ "$unit_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ]
+[ "$unit_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
