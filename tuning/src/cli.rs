@@ -109,6 +109,7 @@ mod tests {
 
     use super::*;
     use crate::core_spec::CoreSpec;
+    use crate::test_support::disk_tempdir;
 
     /// Tests that parse the command line read the process environment; they take this lock so one test's
     /// `PINLOG_*` variables never leak into another's parse.
@@ -131,12 +132,6 @@ mod tests {
             Command::Serve(serve) => serve,
             other => panic!("expected serve, got {other:?}"),
         }
-    }
-
-    fn disk_tempdir() -> tempfile::TempDir {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
-        std::fs::create_dir_all(&base).unwrap();
-        tempfile::TempDir::new_in(base).unwrap()
     }
 
     /// The ids of the per-key flags (everything of `serve` except `--config`).

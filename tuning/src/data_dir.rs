@@ -141,13 +141,7 @@ fn write_direct_block(path: &Path) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Test directories live on the workspace's disk: O_DIRECT does not work on tmpfs.
-    fn disk_tempdir() -> tempfile::TempDir {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
-        std::fs::create_dir_all(&base).unwrap();
-        tempfile::TempDir::new_in(base).unwrap()
-    }
+    use crate::test_support::disk_tempdir;
 
     #[test]
     fn creates_a_missing_dir_and_probes_o_direct() {

@@ -19,6 +19,8 @@ mod error;
 mod flush_policy;
 mod host;
 mod settings;
+#[cfg(test)]
+mod test_support;
 mod tune;
 
 pub use cli::{Cli, Command, ServeArgs, TuneArgs, DATA_DIR_DEFAULT};

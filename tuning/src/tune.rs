@@ -164,12 +164,7 @@ fn flush_note(sync: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn disk_tempdir() -> tempfile::TempDir {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
-        std::fs::create_dir_all(&base).unwrap();
-        tempfile::TempDir::new_in(base).unwrap()
-    }
+    use crate::test_support::disk_tempdir;
 
     #[test]
     fn report_has_every_section_and_a_parseable_snippet() {
