@@ -222,9 +222,9 @@ pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
     seal(batch);
 }
 
-/// Replace the record count and records of a batch header (compaction), then seal.
-/// `header` is the original batch's first `HEADER_BYTES`; `attributes` may change nothing but
-/// stays as given (same codec).
+/// Compaction: append to `out` a batch with the original header (`header`: its first
+/// `HEADER_BYTES`; baseOffset, lastOffsetDelta, attributes and sequence fields unchanged), the
+/// new record count and the new records area, then seal it.
 pub fn rebuild(header: &[u8], record_count: i32, records: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&header[..HEADER_BYTES]);
@@ -249,6 +249,29 @@ pub(crate) fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_
     batch[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2].copy_from_slice(&epoch.to_be_bytes());
     batch[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4].copy_from_slice(&base_sequence.to_be_bytes());
     seal(batch);
+}
+
+/// Test support: a valid batch of keyed records (offset deltas 0.., timestamp deltas 0),
+/// compressed with `codec`.
+#[cfg(test)]
+pub(crate) type TestRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Test support (see `build_keyed_batch`): (key, value), `None` = null.
+#[cfg(test)]
+pub(crate) fn build_keyed_batch(records: &[TestRecord<'_>], timestamp: i64, codec: u8) -> Vec<u8> {
+    let mut area = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        crate::records::encode_record(&mut area, i as i32, 0, *key, *value);
+    }
+    let mut b = build_batch(records.len() as i32, 0, timestamp);
+    b[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&i16::from(codec).to_be_bytes());
+    if codec == 0 {
+        b.extend_from_slice(&area);
+    } else {
+        crate::compression::compress(codec, &area, &mut b).unwrap();
+    }
+    seal(&mut b);
+    b
 }
 
 /// Test support: build a valid v2 batch with `count` dummy records of `value_bytes` each.

@@ -4,9 +4,12 @@
 //! directory of segments holding Kafka v2 record batches exactly as produced (only baseOffset
 //! and partitionLeaderEpoch are assigned, both outside the CRC). Start with `log.rs` (the
 //! write and read paths), then `group_commit.rs` (how appends become durable) and
-//! `recovery.rs` (what happens after a crash). The byte layout is in FORMAT.md.
+//! `recovery.rs` (what happens after a crash). Idempotent producers: `producer_state.rs`,
+//! `producer_snapshot.rs`; DeleteRecords: `log_start.rs`; compaction: `compaction.rs`. The
+//! byte layout is in FORMAT.md.
 
 mod batch;
+mod compaction;
 mod compression;
 mod config;
 mod error;
@@ -25,10 +28,13 @@ mod storage;
 mod tail;
 mod wait;
 
-pub use config::{FlushPolicy, LogConfig, MAX_BATCH_BYTES_DEFAULT};
-pub use error::{AppendError, EngineError, ReadError};
+pub use compaction::CompactionStats;
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType, MAX_BATCH_BYTES_DEFAULT};
+pub use error::{AppendError, DeleteRecordsError, EngineError, ReadError};
 pub use log::{AppendOutcome, PartitionLog, ReadOutcome};
 pub use storage::ShardStorage;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_kafka;

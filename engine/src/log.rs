@@ -545,9 +545,7 @@ impl PartitionLog {
     /// Close: the producer state at the log end, so the next open replays nothing. A failure
     /// only costs a longer replay at the next open.
     async fn write_final_snapshot(&self) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = wall_clock_ms();
         let (offset, bytes, mut on_disk) = {
             let mut inner = self.inner.borrow_mut();
             let offset = inner.next_offset;
@@ -560,6 +558,13 @@ impl PartitionLog {
             tracing::warn!(dir = %self.dir.display(), error = %e, "writing the producer snapshot at close failed");
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (close has no caller-supplied clock).
+pub(crate) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Whole batches from the one containing `offset`, read with aligned DMA reads starting at the

@@ -57,6 +57,8 @@ pub struct ShardContext {
     pub metrics: Arc<ShardMetrics>,
     /// Permits for `inflight_request_bytes_max`, taken by a connection's reader before it starts a request.
     pub request_bytes_budget: Rc<glommio::sync::Semaphore>,
+    /// Producer ids this shard may hand out without asking the metadata group.
+    pub producer_ids: crate::api::producer_ids::ProducerIdBlock,
     /// The consumer groups of the `__consumer_offsets` partitions this shard owns.
     pub groups: Rc<crate::group::Coordinator>,
 }
@@ -70,14 +72,9 @@ impl ShardContext {
     pub fn log_config(&self, topic_configs: &BTreeMap<String, String>) -> LogConfig {
         let mut cfg = self.config.log_defaults.clone();
         for (key, value) in topic_configs {
-            let parsed = value.parse::<i64>().ok();
-            match (key.as_str(), parsed) {
-                ("retention.ms", Some(v)) => cfg.retention_ms = v,
-                ("retention.bytes", Some(v)) => cfg.retention_bytes = v,
-                ("segment.bytes", Some(v)) if v > 0 => cfg.segment_bytes = v as u64,
-                ("segment.ms", Some(v)) if v > 0 => cfg.segment_ms = v as u64,
-                ("max.message.bytes", Some(v)) if v > 0 => cfg.max_batch_bytes = v as usize,
-                _ => {}
+            // Configs were validated by the same function when the topic was created.
+            if let Err(err) = crate::api::configs::apply_topic_config(&mut cfg, key, value) {
+                tracing::warn!(%err, "topic config ignored");
             }
         }
         cfg

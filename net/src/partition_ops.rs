@@ -40,6 +40,8 @@ pub enum PartitionReply {
         error_code: i16,
         base_offset: i64,
         log_start_offset: i64,
+        /// The broker's timestamp for LogAppendTime topics, -1 otherwise.
+        log_append_time_ms: i64,
     },
     Read {
         error_code: i16,
@@ -64,6 +66,7 @@ impl PartitionReply {
                 error_code,
                 base_offset: -1,
                 log_start_offset: -1,
+                log_append_time_ms: -1,
             },
             PartitionOp::Read { .. } => PartitionReply::Read {
                 error_code,
@@ -159,6 +162,7 @@ async fn produce(
                 error_code: err.kafka_code(),
                 base_offset: -1,
                 log_start_offset: log.log_start_offset(),
+                log_append_time_ms: -1,
             };
         }
     };
@@ -182,6 +186,7 @@ async fn produce(
         error_code,
         base_offset: appended.base_offset,
         log_start_offset: appended.log_start_offset,
+        log_append_time_ms: appended.log_append_time_ms,
     }
 }
 

@@ -71,6 +71,7 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
         mesh,
         connections: Cell::new(0),
         request_bytes_budget,
+        producer_ids: Default::default(),
         metrics: params.metrics,
         groups,
     });
@@ -160,7 +161,7 @@ async fn follow_metadata(ctx: Rc<ShardContext>, placement: Placement) {
     }
 }
 
-/// Retention runs once per `retention_check_interval` per shard (Kafka's log.retention.check.interval.ms), not per
+/// Retention and compaction run once per `retention_check_interval` per shard (Kafka's log.retention.check.interval.ms), not per
 /// partition, and deletes only whole closed segments.
 async fn apply_retention(ctx: Rc<ShardContext>) {
     loop {
@@ -173,6 +174,20 @@ async fn apply_retention(ctx: Rc<ShardContext>) {
                     tracing::info!(%topic, partition, deleted, "retention deleted segments")
                 }
                 Err(err) => tracing::error!(%topic, partition, %err, "retention failed"),
+            }
+            // Compaction rewrites closed segments of compacted topics only; it yields to requests as it goes.
+            match log.compact(now).await {
+                Ok(stats) if stats.segments_cleaned > 0 => tracing::info!(
+                    %topic,
+                    partition,
+                    segments = stats.segments_cleaned,
+                    records_removed = stats.records_removed,
+                    bytes_before = stats.bytes_before,
+                    bytes_after = stats.bytes_after,
+                    "compacted"
+                ),
+                Ok(_) => {}
+                Err(err) => tracing::error!(%topic, partition, %err, "compaction failed"),
             }
         }
     }

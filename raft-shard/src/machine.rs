@@ -22,7 +22,12 @@ pub(crate) struct Machine {
     /// Keyed by node id so the lowest id (the default partition leader) is first.
     pub brokers: BTreeMap<i32, BrokerMeta>,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// The first producer id not yet handed out.
+    pub next_producer_id: i64,
 }
+
+/// Largest block one AllocateProducerIds may take.
+pub const PRODUCER_ID_BLOCK_MAX: u32 = 1_000_000;
 
 impl Machine {
     pub fn new(cluster_id: String) -> Machine {
@@ -31,6 +36,7 @@ impl Machine {
             cluster_id,
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
+            next_producer_id: 0,
         }
     }
 
@@ -78,6 +84,12 @@ impl Machine {
             )),
             MetadataCommand::DeleteTopics { names } => {
                 CommandOutcome::Topics(names.iter().map(|name| self.delete_topic(name)).collect())
+            }
+            MetadataCommand::AllocateProducerIds { count } => {
+                let count = (*count).clamp(1, PRODUCER_ID_BLOCK_MAX);
+                let first = self.next_producer_id;
+                self.next_producer_id += i64::from(count);
+                CommandOutcome::ProducerIds { first, count }
             }
         }
     }
@@ -418,5 +430,31 @@ mod tests {
             (snap.version, snap.controller_id, snap.cluster_id.as_str()),
             (2, 7, "cluster")
         );
+    }
+
+    #[test]
+    fn producer_id_blocks_are_contiguous_and_survive_a_snapshot() {
+        let mut machine = machine_with_broker(1);
+        let allocate = |count| LoggedCommand::new(MetadataCommand::AllocateProducerIds { count });
+        let first = machine.apply(10, &allocate(1000));
+        let second = machine.apply(11, &allocate(0));
+        assert_eq!(
+            first,
+            CommandOutcome::ProducerIds {
+                first: 0,
+                count: 1000
+            }
+        );
+        assert_eq!(
+            second,
+            CommandOutcome::ProducerIds {
+                first: 1000,
+                count: 1
+            },
+            "an empty block is one id"
+        );
+        let restored = crate::snapshot_file::StoredSnapshot::of(&machine, 1, vec![1]).machine();
+        assert_eq!(restored.next_producer_id, 1001);
+        assert_eq!(restored, machine);
     }
 }

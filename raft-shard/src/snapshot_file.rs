@@ -13,7 +13,8 @@ use crate::machine::Machine;
 use crate::state::{BrokerMeta, TopicMeta};
 
 pub(crate) const FILE_NAME: &str = "snapshot";
-const MAGIC: &[u8; durable::MAGIC_BYTES] = b"PLRFTSN1";
+// Version 2 added next_producer_id.
+const MAGIC: &[u8; durable::MAGIC_BYTES] = b"PLRFTSN2";
 
 #[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub(crate) struct StoredSnapshot {
@@ -25,6 +26,7 @@ pub(crate) struct StoredSnapshot {
     pub cluster_id: String,
     pub brokers: Vec<BrokerMeta>,
     pub topics: Vec<TopicMeta>,
+    pub next_producer_id: i64,
 }
 
 impl StoredSnapshot {
@@ -36,6 +38,7 @@ impl StoredSnapshot {
             cluster_id: machine.cluster_id.clone(),
             brokers: machine.brokers.values().cloned().collect(),
             topics: machine.topics.values().cloned().collect(),
+            next_producer_id: machine.next_producer_id,
         }
     }
 
@@ -53,6 +56,7 @@ impl StoredSnapshot {
                 .iter()
                 .map(|t| (t.name.clone(), t.clone()))
                 .collect(),
+            next_producer_id: self.next_producer_id,
         }
     }
 }

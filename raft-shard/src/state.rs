@@ -81,6 +81,11 @@ pub enum MetadataCommand {
     DeleteTopics {
         names: Vec<String>,
     },
+    /// Hands out the next `count` producer ids as one block (idempotent producers), so InitProducerId costs one
+    /// raft entry per block, not one per producer.
+    AllocateProducerIds {
+        count: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
@@ -107,4 +112,9 @@ pub struct TopicOutcome {
 pub enum CommandOutcome {
     Done,
     Topics(Vec<TopicOutcome>),
+    /// Producer ids `first .. first + count` now belong to the proposer.
+    ProducerIds {
+        first: i64,
+        count: u32,
+    },
 }

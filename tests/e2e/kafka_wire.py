@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover
 # ---------------------------------------------------------------------------------------------------- constants
 
 API_PRODUCE = 0
+API_INIT_PRODUCER_ID = 22
 API_FETCH = 1
 API_LIST_OFFSETS = 2
 API_METADATA = 3
@@ -620,6 +621,13 @@ class WireClient:
                 out[p] = (code, base)
         r.i32()  # throttle
         return out
+
+    # -- InitProducerId v0 (idempotent producer, no transactional id)
+    def init_producer_id(self) -> dict:
+        body = Writer().string(None).i32(60000).getvalue()
+        r = self.request(API_INIT_PRODUCER_ID, 0, body)
+        r.i32()  # throttle
+        return {"error_code": r.i16(), "producer_id": r.i64(), "producer_epoch": r.i16()}
 
     # -- ListOffsets v1
 

@@ -9,6 +9,8 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use pinlog_engine::{CleanupPolicy, LogConfig, TimestampType};
+
 use crate::codes;
 use crate::context::ShardContext;
 
@@ -18,28 +20,74 @@ const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Topic config keys pinlog knows, and whether the value is a number.
-const TOPIC_KEYS: &[(&str, bool)] = &[
-    ("cleanup.policy", false),
-    ("compression.type", false),
-    ("max.message.bytes", true),
-    ("message.timestamp.type", false),
-    ("min.insync.replicas", true),
-    ("retention.bytes", true),
-    ("retention.ms", true),
-    ("segment.bytes", true),
-    ("segment.ms", true),
-];
-
-/// Refuses unknown topic config keys and non-numeric values for numeric keys (INVALID_CONFIG).
-pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
-    match TOPIC_KEYS.iter().find(|(k, _)| *k == key) {
-        None => Err(format!("unknown topic config {key}")),
-        Some((_, true)) if value.parse::<i64>().is_err() => {
-            Err(format!("{key} = {value:?} is not a number"))
+/// Applies one topic config to a partition's log settings. The same function validates CreateTopics configs
+/// (on a scratch copy) and builds a partition's `LogConfig`, so what is accepted is exactly what takes effect.
+/// The error says what is wrong (answered as INVALID_CONFIG).
+pub fn apply_topic_config(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), String> {
+    let int = || {
+        value
+            .parse::<i64>()
+            .map_err(|_| format!("{key} = {value:?} is not a number"))
+    };
+    let positive = || {
+        int().and_then(|v| {
+            if v > 0 {
+                Ok(v)
+            } else {
+                Err(format!("{key} = {v} must be > 0"))
+            }
+        })
+    };
+    match key {
+        "retention.ms" => cfg.retention_ms = int()?,
+        "retention.bytes" => cfg.retention_bytes = int()?,
+        "segment.bytes" => cfg.segment_bytes = positive()? as u64,
+        "segment.ms" => cfg.segment_ms = positive()? as u64,
+        "max.message.bytes" => cfg.max_batch_bytes = positive()? as usize,
+        "delete.retention.ms" => cfg.delete_retention_ms = int()?,
+        "producer.id.expiration.ms" => cfg.producer_id_expiration_ms = positive()?,
+        "min.cleanable.dirty.ratio" => {
+            cfg.min_cleanable_dirty_ratio = value
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| format!("{key} = {value:?} must be a number from 0 to 1"))?
         }
-        Some(_) => Ok(()),
+        "message.timestamp.type" => {
+            cfg.timestamp_type = match value {
+                "CreateTime" => TimestampType::CreateTime,
+                "LogAppendTime" => TimestampType::LogAppendTime,
+                _ => {
+                    return Err(format!(
+                        "{key} = {value:?} must be CreateTime or LogAppendTime"
+                    ))
+                }
+            }
+        }
+        "cleanup.policy" => {
+            cfg.cleanup_policy = match value.replace(' ', "").as_str() {
+                "delete" => CleanupPolicy::Delete,
+                "compact" => CleanupPolicy::Compact,
+                "compact,delete" | "delete,compact" => CleanupPolicy::CompactDelete,
+                _ => {
+                    return Err(format!(
+                        "{key} = {value:?} must be delete, compact or compact,delete"
+                    ))
+                }
+            }
+        }
+        // Accepted and shown for tools; on one node batches pass through as produced and there is one replica.
+        "compression.type" => {
+            if !["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"].contains(&value) {
+                return Err(format!("{key} = {value:?} is not a known codec"));
+            }
+        }
+        "min.insync.replicas" => {
+            positive()?;
+        }
+        _ => return Err(format!("unknown topic config {key}")),
     }
+    Ok(())
 }
 
 fn topic_defaults(ctx: &ShardContext) -> Vec<(&'static str, String)> {
@@ -54,6 +102,15 @@ fn topic_defaults(ctx: &ShardContext) -> Vec<(&'static str, String)> {
         ("retention.ms", d.retention_ms.to_string()),
         ("segment.bytes", d.segment_bytes.to_string()),
         ("segment.ms", d.segment_ms.to_string()),
+        ("delete.retention.ms", d.delete_retention_ms.to_string()),
+        (
+            "min.cleanable.dirty.ratio",
+            d.min_cleanable_dirty_ratio.to_string(),
+        ),
+        (
+            "producer.id.expiration.ms",
+            d.producer_id_expiration_ms.to_string(),
+        ),
     ]
 }
 

@@ -132,7 +132,7 @@ async fn ensure_offsets_topic(ctx: &ShardContext) -> Result<(), i16> {
                 }
             }
         }
-        Ok(CommandOutcome::Done) => {}
+        Ok(other) => tracing::warn!(?other, "unexpected outcome creating {OFFSETS_TOPIC}"),
         Err(err) => tracing::warn!(%err, "cannot create {OFFSETS_TOPIC}"),
     }
     match ctx.snapshot().topic(OFFSETS_TOPIC) {

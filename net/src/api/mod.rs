@@ -10,6 +10,7 @@ pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod producer_ids;
 pub mod topics;
 
 use std::future::Future;
@@ -20,8 +21,9 @@ use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
     DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, RequestHeader, SyncGroupRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -52,6 +54,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -186,6 +189,14 @@ pub fn dispatch(
             topics::delete(
                 ctx,
                 decode::<DeleteTopicsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::InitProducerId => serve(
+            id,
+            version,
+            producer_ids::init(
+                ctx,
+                decode::<InitProducerIdRequest>(&mut body, version, malformed)?,
             ),
         ),
         ApiKey::DescribeConfigs => serve(

@@ -25,8 +25,26 @@ use crate::route;
 /// Versions below this use the old message formats and are decoded and answered here, not by the codec.
 pub const CODEC_VERSION_MIN: i16 = 3;
 
-/// One partition's answer: (partition index, error code, base offset, log start offset).
-type PartitionResult = (i32, i16, i64, i64);
+/// One partition's answer.
+struct PartitionResult {
+    index: i32,
+    error_code: i16,
+    base_offset: i64,
+    log_start_offset: i64,
+    log_append_time_ms: i64,
+}
+
+impl PartitionResult {
+    fn failed(index: i32, error_code: i16) -> PartitionResult {
+        PartitionResult {
+            index,
+            error_code,
+            base_offset: -1,
+            log_start_offset: -1,
+            log_append_time_ms: -1,
+        }
+    }
+}
 type TopicResults = Vec<(TopicName, Vec<PartitionResult>)>;
 
 pub fn dispatch(
@@ -56,13 +74,13 @@ fn response(results: TopicResults) -> ProduceResponse {
         .map(|(name, partitions)| {
             let partitions = partitions
                 .into_iter()
-                .map(|(index, error_code, base_offset, log_start_offset)| {
+                .map(|r| {
                     PartitionProduceResponse::default()
-                        .with_index(index)
-                        .with_error_code(error_code)
-                        .with_base_offset(base_offset)
-                        .with_log_append_time_ms(-1)
-                        .with_log_start_offset(log_start_offset)
+                        .with_index(r.index)
+                        .with_error_code(r.error_code)
+                        .with_base_offset(r.base_offset)
+                        .with_log_append_time_ms(r.log_append_time_ms)
+                        .with_log_start_offset(r.log_start_offset)
                 })
                 .collect();
             TopicProduceResponse::default()
@@ -124,14 +142,21 @@ fn run(
                 async move {
                     let request = match request {
                         Ok(request) => request,
-                        Err(code) => return (index, code, -1, -1),
+                        Err(code) => return PartitionResult::failed(index, code),
                     };
                     match route::execute(&ctx, request).await {
                         PartitionReply::Produced {
                             error_code,
                             base_offset,
                             log_start_offset,
-                        } => (index, error_code, base_offset, log_start_offset),
+                            log_append_time_ms,
+                        } => PartitionResult {
+                            index,
+                            error_code,
+                            base_offset,
+                            log_start_offset,
+                            log_append_time_ms,
+                        },
                         other => unreachable!("Produce answered with {other:?}"),
                     }
                 }
@@ -181,12 +206,12 @@ fn legacy_response(correlation_id: i32, version: i16, results: &TopicResults) ->
         out.put_i16(name.0.len() as i16);
         out.put_slice(name.0.as_bytes());
         out.put_i32(partitions.len() as i32);
-        for (index, error_code, base_offset, _) in partitions {
-            out.put_i32(*index);
-            out.put_i16(*error_code);
-            out.put_i64(*base_offset);
+        for r in partitions {
+            out.put_i32(r.index);
+            out.put_i16(r.error_code);
+            out.put_i64(r.base_offset);
             if version >= 2 {
-                out.put_i64(-1); // log append time
+                out.put_i64(r.log_append_time_ms);
             }
         }
     }

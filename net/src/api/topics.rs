@@ -79,7 +79,8 @@ fn new_topic(ctx: &ShardContext, topic: CreatableTopic) -> Result<NewTopic, Topi
     for c in topic.configs {
         let key = c.name.to_string();
         let value = c.value.map(|v| v.to_string()).unwrap_or_default();
-        super::configs::validate_topic_config(&key, &value)
+        let mut scratch = ctx.config.log_defaults.clone();
+        super::configs::apply_topic_config(&mut scratch, &key, &value)
             .map_err(|m| fail(codes::INVALID_CONFIG, m))?;
         configs.insert(key, value);
     }
@@ -204,7 +205,10 @@ fn topic_outcomes(
 ) -> Vec<TopicOutcome> {
     let (error_code, message) = match result {
         Ok(CommandOutcome::Topics(outcomes)) => return outcomes,
-        Ok(CommandOutcome::Done) => (codes::UNKNOWN_SERVER_ERROR, "unexpected outcome".to_owned()),
+        Ok(other) => (
+            codes::UNKNOWN_SERVER_ERROR,
+            format!("unexpected outcome {other:?}"),
+        ),
         Err(ProposeError::Timeout(..)) => (
             codes::REQUEST_TIMED_OUT,
             "metadata change timed out".to_owned(),
