@@ -32,6 +32,8 @@ pub enum PartitionOp {
     ListOffset { timestamp: i64 },
     /// A consumer-group request for a group of this `__consumer_offsets` partition.
     Group(crate::group::GroupCall),
+    /// Move the log start to `offset` (-1: the high watermark), bounded by `timeout`.
+    DeleteRecords { offset: i64, timeout: Duration },
 }
 
 #[derive(Debug)]
@@ -50,6 +52,10 @@ pub enum PartitionReply {
         records: Bytes,
     },
     Waited,
+    Deleted {
+        error_code: i16,
+        low_watermark: i64,
+    },
     Offset {
         error_code: i16,
         offset: i64,
@@ -79,6 +85,10 @@ impl PartitionReply {
                 error_code,
                 offset: -1,
                 timestamp: -1,
+            },
+            PartitionOp::DeleteRecords { .. } => PartitionReply::Deleted {
+                error_code,
+                low_watermark: -1,
             },
             PartitionOp::Group(call) => PartitionReply::Group(crate::group::GroupReply::error_for(
                 call,
@@ -140,6 +150,29 @@ pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> P
             PartitionReply::Waited
         }
         PartitionOp::ListOffset { timestamp } => list_offset(&log, timestamp).await,
+        PartitionOp::DeleteRecords { offset, timeout } => {
+            let deleted = glommio::timer::timeout(timeout, async {
+                Ok(log.delete_records_before(offset).await)
+            })
+            .await;
+            match deleted {
+                Ok(Ok(low_watermark)) => PartitionReply::Deleted {
+                    error_code: codes::NONE,
+                    low_watermark,
+                },
+                Ok(Err(err)) => {
+                    tracing::debug!(%err, offset, "delete records refused");
+                    PartitionReply::Deleted {
+                        error_code: err.kafka_code(),
+                        low_watermark: log.log_start_offset(),
+                    }
+                }
+                Err(_) => PartitionReply::Deleted {
+                    error_code: codes::REQUEST_TIMED_OUT,
+                    low_watermark: log.log_start_offset(),
+                },
+            }
+        }
         // route::run_local hands group calls to the shard's coordinator; one arriving here has no coordinator.
         PartitionOp::Group(call) => {
             PartitionReply::error_for(&PartitionOp::Group(call), codes::UNKNOWN_TOPIC_OR_PARTITION)

@@ -116,6 +116,7 @@ fn mesh_deadline(op: &PartitionOp, config: &NetConfig) -> Duration {
     let own = match op {
         PartitionOp::Produce { timeout, .. } => *timeout,
         PartitionOp::WaitForData { max_wait, .. } => *max_wait,
+        PartitionOp::DeleteRecords { timeout, .. } => *timeout,
         PartitionOp::Read { .. } | PartitionOp::ListOffset { .. } => config.request_timeout,
         PartitionOp::Group(call) => call.wait_bound(config),
     };
