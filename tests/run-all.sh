@@ -12,8 +12,8 @@ echo "=== install dependencies"
 # The workspace build includes pinlog-bench, whose vendored librdkafka needs cmake; the smoke run needs fio.
 ./bench/install-deps.sh
 
-echo "=== cargo build --release"
-cargo build --release
+echo "=== cargo build --release --workspace"
+cargo build --release --workspace
 
 unit_rc=0
 if [ "${PINLOG_SKIP_UNIT:-0}" != "1" ]; then
