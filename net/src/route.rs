@@ -4,6 +4,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures::future::join_all;
+
 use pinlog_engine::PartitionLog;
 use pinlog_raft_shard::MetadataSnapshot;
 
@@ -43,6 +45,25 @@ pub async fn execute(ctx: &Rc<ShardContext>, request: PartitionRequest) -> Parti
             timed_out
         }
     }
+}
+
+/// Runs one op per requested partition, each on its owner shard, all at once. The answers come back in request
+/// order: `(partition, reply)` per topic.
+pub async fn execute_all(
+    ctx: &Rc<ShardContext>,
+    topics: Vec<(String, Vec<(i32, PartitionOp)>)>,
+) -> Vec<Vec<(i32, PartitionReply)>> {
+    let requests = topics.into_iter().map(|(topic, partitions)| {
+        join_all(partitions.into_iter().map(move |(partition, op)| {
+            let request = PartitionRequest {
+                topic: topic.clone(),
+                partition,
+                op,
+            };
+            async move { (partition, execute(ctx, request).await) }
+        }))
+    });
+    join_all(requests).await
 }
 
 /// Runs a request that another shard forwarded here, once this shard has seen the requester's metadata version.

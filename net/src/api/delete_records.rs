@@ -4,14 +4,14 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
 };
 
+use crate::codes;
 use crate::context::ShardContext;
-use crate::partition_ops::{PartitionOp, PartitionReply, PartitionRequest};
+use crate::partition_ops::{PartitionOp, PartitionReply};
 use crate::route;
 
 pub async fn handle(ctx: Rc<ShardContext>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -22,36 +22,45 @@ pub async fn handle(ctx: Rc<ShardContext>, request: DeleteRecordsRequest) -> Del
     } else {
         ctx.config.request_timeout
     };
-    let topics = join_all(request.topics.into_iter().map(|topic| {
-        let ctx = ctx.clone();
-        async move {
-            let name = topic.name.0.to_string();
-            let partitions = join_all(topic.partitions.into_iter().map(|p| {
-                let request = PartitionRequest {
-                    topic: name.clone(),
-                    partition: p.partition_index,
-                    op: PartitionOp::DeleteRecords { offset: p.offset, timeout },
+    let ops = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t.partitions.iter();
+            let ops = partitions.map(|p| {
+                (
+                    p.partition_index,
+                    PartitionOp::DeleteRecords {
+                        offset: p.offset,
+                        timeout,
+                    },
+                )
+            });
+            (t.name.0.to_string(), ops.collect())
+        })
+        .collect();
+    let replies = route::execute_all(&ctx, ops).await;
+    let topics = request
+        .topics
+        .into_iter()
+        .zip(replies)
+        .map(|(topic, partitions)| {
+            let partitions = partitions.into_iter().map(|(index, reply)| {
+                let (error_code, low_watermark) = match reply {
+                    PartitionReply::Deleted { error_code, low_watermark } => (error_code, low_watermark),
+                    other => unreachable!("DeleteRecords answered with {other:?}"),
                 };
-                let ctx = ctx.clone();
-                let name = name.clone();
-                async move {
-                    let (error_code, low_watermark) = match route::execute(&ctx, request).await {
-                        PartitionReply::Deleted { error_code, low_watermark } => (error_code, low_watermark),
-                        other => unreachable!("DeleteRecords answered with {other:?}"),
-                    };
-                    if error_code == 0 {
-                        tracing::info!(topic = %name, partition = p.partition_index, low_watermark, "records deleted");
-                    }
-                    DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(error_code)
-                        .with_low_watermark(low_watermark)
+                if error_code == codes::NONE {
+                    tracing::info!(topic = %topic.name.0, partition = index, low_watermark, "records deleted");
                 }
-            }))
-            .await;
+                DeleteRecordsPartitionResult::default()
+                    .with_partition_index(index)
+                    .with_error_code(error_code)
+                    .with_low_watermark(low_watermark)
+            });
+            let partitions = partitions.collect();
             DeleteRecordsTopicResult::default().with_name(topic.name).with_partitions(partitions)
-        }
-    }))
-    .await;
+        })
+        .collect();
     DeleteRecordsResponse::default().with_topics(topics)
 }

@@ -2,14 +2,13 @@
 
 use std::rc::Rc;
 
-use futures::future::join_all;
 use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
 };
 
 use crate::context::ShardContext;
-use crate::partition_ops::{PartitionOp, PartitionReply, PartitionRequest};
+use crate::partition_ops::{PartitionOp, PartitionReply};
 use crate::route;
 
 pub async fn handle(
@@ -17,43 +16,48 @@ pub async fn handle(
     _version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
-    let topics = join_all(request.topics.into_iter().map(|topic| {
-        let ctx = ctx.clone();
-        async move {
-            let name = topic.name.0.to_string();
-            let partitions = join_all(topic.partitions.into_iter().map(|p| {
-                let request = PartitionRequest {
-                    topic: name.clone(),
-                    partition: p.partition_index,
-                    op: PartitionOp::ListOffset {
+    let ops = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t.partitions.iter();
+            let ops = partitions.map(|p| {
+                (
+                    p.partition_index,
+                    PartitionOp::ListOffset {
                         timestamp: p.timestamp,
                     },
+                )
+            });
+            (t.name.0.to_string(), ops.collect())
+        })
+        .collect();
+    let replies = route::execute_all(&ctx, ops).await;
+    let topics = request
+        .topics
+        .into_iter()
+        .zip(replies)
+        .map(|(topic, partitions)| {
+            let partitions = partitions.into_iter().map(|(index, reply)| {
+                let (error_code, offset, timestamp) = match reply {
+                    PartitionReply::Offset {
+                        error_code,
+                        offset,
+                        timestamp,
+                    } => (error_code, offset, timestamp),
+                    other => unreachable!("ListOffset answered with {other:?}"),
                 };
-                let ctx = ctx.clone();
-                async move {
-                    let (error_code, offset, timestamp) = match route::execute(&ctx, request).await
-                    {
-                        PartitionReply::Offset {
-                            error_code,
-                            offset,
-                            timestamp,
-                        } => (error_code, offset, timestamp),
-                        other => unreachable!("ListOffset answered with {other:?}"),
-                    };
-                    ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(error_code)
-                        .with_offset(offset)
-                        .with_timestamp(timestamp)
-                        .with_leader_epoch(-1)
-                }
-            }))
-            .await;
+                ListOffsetsPartitionResponse::default()
+                    .with_partition_index(index)
+                    .with_error_code(error_code)
+                    .with_offset(offset)
+                    .with_timestamp(timestamp)
+                    .with_leader_epoch(-1)
+            });
             ListOffsetsTopicResponse::default()
                 .with_name(topic.name)
-                .with_partitions(partitions)
-        }
-    }))
-    .await;
+                .with_partitions(partitions.collect())
+        })
+        .collect();
     ListOffsetsResponse::default().with_topics(topics)
 }
