@@ -675,19 +675,10 @@ impl Group {
         instance_id: Option<&str>,
         generation: i32,
     ) -> i16 {
-        if self.fenced(member_id, instance_id) {
-            return FENCED_INSTANCE_ID;
+        if let Err(code) = self.touch_member(now, member_id, instance_id, generation) {
+            return code;
         }
-        let phase = self.phase;
-        let current = self.generation;
-        let Some(member) = self.member_mut(member_id) else {
-            return UNKNOWN_MEMBER_ID;
-        };
-        if generation != current {
-            return ILLEGAL_GENERATION;
-        }
-        member.session_deadline_ms = now + member.session_timeout_ms;
-        match phase {
+        match self.phase {
             Phase::Empty => UNKNOWN_MEMBER_ID,
             Phase::PreparingRebalance => REBALANCE_IN_PROGRESS,
             Phase::CompletingRebalance | Phase::Stable => NONE,
@@ -760,21 +751,34 @@ impl Group {
         if generation < 0 && member_id.is_empty() && self.members.is_empty() {
             return NONE;
         }
-        if self.fenced(member_id, instance_id) {
-            return FENCED_INSTANCE_ID;
+        if let Err(code) = self.touch_member(now, member_id, instance_id, generation) {
+            return code;
         }
         if self.phase == Phase::CompletingRebalance {
             return REBALANCE_IN_PROGRESS;
         }
+        NONE
+    }
+
+    /// The checks a request from a current member passes, in Kafka's order: not fenced, known, of the current
+    /// generation. Passing them also proves the member alive, so its session deadline moves on.
+    fn touch_member(
+        &mut self,
+        now: u64,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), i16> {
+        if self.fenced(member_id, instance_id) {
+            return Err(FENCED_INSTANCE_ID);
+        }
         let current = self.generation;
-        let Some(member) = self.member_mut(member_id) else {
-            return UNKNOWN_MEMBER_ID;
-        };
+        let member = self.member_mut(member_id).ok_or(UNKNOWN_MEMBER_ID)?;
         if generation != current {
-            return ILLEGAL_GENERATION;
+            return Err(ILLEGAL_GENERATION);
         }
         member.session_deadline_ms = now + member.session_timeout_ms;
-        NONE
+        Ok(())
     }
 
     // ---- time
