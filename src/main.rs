@@ -73,6 +73,17 @@ fn serve(config: Config) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    match pinlog_engine::remove_interrupted_deletes(&config.data_dir) {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(
+            removed,
+            "removed partitions whose delete a crash interrupted"
+        ),
+        Err(err) => {
+            tracing::error!(%err, "cannot sweep the data dir");
+            return ExitCode::FAILURE;
+        }
+    }
     let shard_count = plan.shard_cpus.len();
     let raft_config = RaftShardConfig {
         node_id: config.node_id,

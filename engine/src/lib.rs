@@ -32,7 +32,7 @@ pub use compaction::CompactionStats;
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType, MAX_BATCH_BYTES_DEFAULT};
 pub use error::{AppendError, DeleteRecordsError, EngineError, ReadError};
 pub use log::{AppendOutcome, PartitionLog, ReadOutcome};
-pub use storage::ShardStorage;
+pub use storage::{remove_interrupted_deletes, ShardStorage};
 
 #[cfg(test)]
 mod tests;

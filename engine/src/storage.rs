@@ -10,7 +10,7 @@ use crate::log::PartitionLog;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,6 +24,33 @@ enum Slot {
 pub struct ShardStorage {
     data_dir: PathBuf,
     partitions: RefCell<HashMap<(String, i32), Slot>>,
+}
+
+/// Suffix of a partition directory whose delete was started (see [`ShardStorage::delete_partition`]).
+const DELETING_SUFFIX: &str = "-delete";
+
+/// Removes the partition directories whose delete a crash interrupted (`<topic>-<p>.<nanos>-delete`), and returns
+/// how many it removed. Run once at start-up, before any shard opens the data dir: shards share the directory, so
+/// no single shard may sweep it while the others run.
+pub fn remove_interrupted_deletes(data_dir: &Path) -> Result<usize, EngineError> {
+    let entries = std::fs::read_dir(data_dir)
+        .map_err(|e| EngineError::io("listing data dir", data_dir, e))?;
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| EngineError::io("listing data dir", data_dir, e))?;
+        let path = entry.path();
+        let doomed = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(DELETING_SUFFIX) && n.contains('.'));
+        if doomed && path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(|e| {
+                EngineError::io("removing an interrupted partition delete", &path, e)
+            })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 impl ShardStorage {
@@ -116,7 +143,7 @@ impl ShardStorage {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let mut doomed = dir.clone().into_os_string();
-        doomed.push(format!(".{nanos}-delete"));
+        doomed.push(format!(".{nanos}{DELETING_SUFFIX}"));
         let doomed = PathBuf::from(doomed);
         glommio::io::rename(&dir, &doomed)
             .await
@@ -159,5 +186,26 @@ impl ShardStorage {
             }
         });
         futures::future::join_all(closes).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_up_sweep_removes_only_interrupted_deletes() {
+        let dir = crate::tests::temp_dir();
+        let doomed = dir.path().join("orders-3.1700000000000000000-delete");
+        std::fs::create_dir_all(doomed.join("sub")).expect("mkdir");
+        std::fs::write(doomed.join("00000000000000000000.log"), b"x").expect("write");
+        // A live partition of a topic whose name merely ends in "-delete" stays.
+        let live = dir.path().join("to-delete-0");
+        std::fs::create_dir(&live).expect("mkdir");
+        std::fs::create_dir(dir.path().join("raft")).expect("mkdir");
+        assert_eq!(remove_interrupted_deletes(dir.path()).expect("sweep"), 1);
+        assert!(!doomed.exists());
+        assert!(live.exists());
+        assert!(dir.path().join("raft").exists());
     }
 }
