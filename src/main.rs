@@ -269,6 +269,7 @@ fn net_config(config: &Config) -> NetConfig {
         listen: config.listen,
         advertise_host: config.advertise_host.clone(),
         advertise_port: config.advertise_port,
+        data_dir: config.data_dir.clone(),
         max_request_bytes: config.max_request_bytes,
         max_connections_per_shard: config.max_connections_per_shard,
         auto_create_topics: config.auto_create_topics,

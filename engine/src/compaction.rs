@@ -84,7 +84,7 @@ impl PartitionLog {
     /// retention holds the segment files.
     pub async fn compact(&self, now_ms: i64) -> io::Result<CompactionStats> {
         let mut stats = CompactionStats::default();
-        if !self.config.cleanup_policy.compacts() {
+        if !self.config().cleanup_policy.compacts() {
             return Ok(stats);
         }
         let Some(_guard) = self.begin_maintenance() else {
@@ -96,7 +96,7 @@ impl PartitionLog {
         };
         let cleaned_up_to = last.state.borrow().next_offset;
         let latest = self.latest_offsets_by_key().await?;
-        let horizon = now_ms.saturating_sub(self.config.delete_retention_ms);
+        let horizon = now_ms.saturating_sub(self.config().delete_retention_ms);
         let mut scratch = Scratch::default();
         for seg in &candidates {
             if self.inner.borrow().closed {
@@ -136,7 +136,7 @@ impl PartitionLog {
             .filter(|s| s.base_offset >= inner.cleaned_up_to)
             .map(size)
             .sum();
-        if total == 0 || (dirty as f64) < self.config.min_cleanable_dirty_ratio * total as f64 {
+        if total == 0 || (dirty as f64) < self.config().min_cleanable_dirty_ratio * total as f64 {
             out.clear();
         }
         out
@@ -219,7 +219,7 @@ impl PartitionLog {
                 seg.base_offset,
                 writer.len(),
                 &kh,
-                self.config.index_interval_bytes,
+                self.config().index_interval_bytes,
                 kh.max_timestamp,
             );
             writer.write(kept).await?;

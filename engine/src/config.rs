@@ -49,7 +49,7 @@ impl CleanupPolicy {
 /// Kafka's `message.max.bytes` default: 1 MiB plus the 12-byte log overhead.
 pub const MAX_BATCH_BYTES_DEFAULT: usize = 1024 * 1024 + 12;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogConfig {
     /// Roll when the active segment would exceed this many bytes.
     pub segment_bytes: u64,

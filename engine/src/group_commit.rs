@@ -164,7 +164,7 @@ impl PartitionLog {
             let size = seg.state.borrow().size;
             file.truncate(align_up(size, align)).await?;
         }
-        let sync = finalize || (job.is_some() && self.config.flush != FlushPolicy::Never);
+        let sync = finalize || (job.is_some() && self.config().flush != FlushPolicy::Never);
         if sync {
             file.fdatasync().await?;
             self.inner.borrow_mut().fdatasyncs += 1;
@@ -188,7 +188,7 @@ impl PartitionLog {
             return Ok(());
         }
         let align = file.alignment();
-        let cap = align_up(self.config.segment_bytes.min(SEGMENT_BYTES_MAX), align);
+        let cap = align_up(self.config().segment_bytes.min(SEGMENT_BYTES_MAX), align);
         let target = align_up(
             end.max((allocated + PREALLOCATE_STEP_BYTES).min(cap)),
             align,
@@ -216,9 +216,9 @@ impl PartitionLog {
             inner.durable_offset = inner.durable_offset.max(job.end_offset);
         }
         let written = inner.written_offset;
-        inner.tail.evict(self.config.tail_cache_bytes, written);
+        inner.tail.evict(self.config().tail_cache_bytes, written);
         drop(inner);
-        if synced && self.config.flush == FlushPolicy::Durable {
+        if synced && self.config().flush == FlushPolicy::Durable {
             self.durable_waiters.wake_all();
             self.data_waiters.wake_all();
         }
@@ -232,7 +232,7 @@ impl PartitionLog {
 }
 
 async fn run(log: Rc<PartitionLog>) {
-    if let FlushPolicy::Interval { interval_ms } = log.config.flush {
+    if let FlushPolicy::Interval { interval_ms } = log.config().flush {
         let early = log.flush_wakeup.wait_until(|| log.inner.borrow().flush_now);
         futures_lite::future::or(
             glommio::timer::sleep(Duration::from_millis(interval_ms)),

@@ -33,7 +33,7 @@ use crate::tail::{Tail, TailEntry};
 use crate::wait::WaitList;
 use bytes::{Bytes, BytesMut};
 use glommio::io::DmaFile;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -73,6 +73,9 @@ pub(crate) struct Inner {
     pub written_offset: i64,
     /// Every batch below this is written and fdatasync'ed.
     pub durable_offset: i64,
+    /// The high watermark never goes below this: set when the flush policy becomes `Durable`, so records already
+    /// visible under the old policy stay visible while they are made durable.
+    pub visible_floor: i64,
     pub log_start: i64,
     pub flusher_running: bool,
     /// Skip the Interval delay (close is waiting).
@@ -97,7 +100,8 @@ pub(crate) struct Inner {
 
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
-    pub(crate) config: LogConfig,
+    /// Read through [`PartitionLog::config`]; replaced whole by [`PartitionLog::set_config`].
+    pub(crate) config: Cell<LogConfig>,
     pub(crate) me: Weak<PartitionLog>,
     pub(crate) inner: RefCell<Inner>,
     /// Woken when `durable_offset` advances or a write fails.
@@ -135,7 +139,7 @@ impl PartitionLog {
         let (replay_from, producers) = snapshot.unwrap_or((log_start, ProducerStateMap::default()));
         let log = Rc::new_cyclic(|me| PartitionLog {
             dir: dir.to_path_buf(),
-            config,
+            config: Cell::new(config),
             me: me.clone(),
             inner: RefCell::new(Inner {
                 segments,
@@ -143,6 +147,7 @@ impl PartitionLog {
                 next_offset,
                 written_offset: next_offset,
                 durable_offset: next_offset,
+                visible_floor: 0,
                 log_start,
                 flusher_running: false,
                 flush_now: false,
@@ -250,7 +255,7 @@ impl PartitionLog {
         while pos < copy.len() {
             let h = batch::peek(&copy[pos..]).expect("validated above");
             batch::patch(&mut copy[pos..], next, leader_epoch);
-            if self.config.timestamp_type == TimestampType::LogAppendTime {
+            if self.config().timestamp_type == TimestampType::LogAppendTime {
                 batch::stamp_log_append_time(&mut copy[pos..pos + h.total_bytes], now_ms);
             }
             next += i64::from(h.last_offset_delta) + 1;
@@ -268,7 +273,7 @@ impl PartitionLog {
                     seg.base_offset,
                     position,
                     &h,
-                    self.config.index_interval_bytes,
+                    self.config().index_interval_bytes,
                     now_ms,
                 );
                 position
@@ -290,7 +295,7 @@ impl PartitionLog {
         inner.next_offset = next;
         let log_start_offset = inner.log_start;
         drop(inner);
-        if self.config.flush != FlushPolicy::Durable {
+        if self.config().flush != FlushPolicy::Durable {
             self.data_waiters.wake_all();
         }
         self.schedule_flush();
@@ -304,7 +309,7 @@ impl PartitionLog {
     }
 
     fn log_append_time(&self, stamped_ms: i64) -> i64 {
-        match self.config.timestamp_type {
+        match self.config().timestamp_type {
             TimestampType::LogAppendTime => stamped_ms,
             TimestampType::CreateTime => -1,
         }
@@ -320,8 +325,8 @@ impl PartitionLog {
         let mut duplicate = None;
         let mut pos = 0;
         while pos < records.len() {
-            let h = batch::validate(&records[pos..], self.config.max_batch_bytes)?;
-            if self.config.cleanup_policy.compacts() {
+            let h = batch::validate(&records[pos..], self.config().max_batch_bytes)?;
+            if self.config().cleanup_policy.compacts() {
                 records::require_keys(&records[pos..], &h)?;
             }
             pos += h.total_bytes;
@@ -359,11 +364,11 @@ impl PartitionLog {
         let active = inner.segments.last().expect("at least one segment").clone();
         let roll = {
             let st = active.state.borrow();
-            let size_max = self.config.segment_bytes.min(SEGMENT_BYTES_MAX);
+            let size_max = self.config().segment_bytes.min(SEGMENT_BYTES_MAX);
             let too_big = st.size + batch_bytes > size_max;
             let too_old = st
                 .created_ms
-                .is_some_and(|c| now_ms.saturating_sub(c) >= self.config.segment_ms as i64);
+                .is_some_and(|c| now_ms.saturating_sub(c) >= self.config().segment_ms as i64);
             let offsets_full = last_offset - active.base_offset > i64::from(u32::MAX);
             st.size > 0 && (too_big || too_old || offsets_full)
         };
@@ -383,7 +388,7 @@ impl PartitionLog {
     fn snapshot_producers(&self, inner: &mut Inner, offset: i64, now_ms: i64) -> Vec<u8> {
         let expired = inner
             .producers
-            .expire(now_ms, self.config.producer_id_expiration_ms);
+            .expire(now_ms, self.config().producer_id_expiration_ms);
         if expired > 0 {
             tracing::debug!(dir = %self.dir.display(), expired, "expired idle producers");
         }
@@ -392,13 +397,15 @@ impl PartitionLog {
 
     /// Resolve when everything up to `last_offset` is durable under the flush policy.
     pub async fn wait_durable(&self, last_offset: i64) -> Result<(), io::Error> {
-        if self.config.flush != FlushPolicy::Durable {
+        if self.config().flush != FlushPolicy::Durable {
             return Ok(());
         }
         self.durable_waiters
             .wait_until(|| {
                 let inner = self.inner.borrow();
-                inner.durable_offset > last_offset || inner.failure.is_some()
+                inner.durable_offset > last_offset
+                    || inner.failure.is_some()
+                    || self.config().flush != FlushPolicy::Durable
             })
             .await;
         let inner = self.inner.borrow();
@@ -415,10 +422,33 @@ impl PartitionLog {
             .await
     }
 
+    /// The partition's settings now (a copy, so no change lands in the middle of an append).
+    pub fn config(&self) -> LogConfig {
+        self.config.get()
+    }
+
+    /// Applies changed topic settings at once (AlterConfigs): the next append, roll, retention or compaction pass
+    /// uses them. A flush policy change keeps the high watermark from moving back and wakes everyone waiting under
+    /// the old policy.
+    pub fn set_config(&self, config: LogConfig) {
+        let old = self.config.replace(config);
+        if old.flush == config.flush {
+            return;
+        }
+        if config.flush == FlushPolicy::Durable {
+            let mut inner = self.inner.borrow_mut();
+            inner.visible_floor = inner.next_offset;
+        }
+        self.durable_waiters.wake_all();
+        self.data_waiters.wake_all();
+        self.flush_wakeup.wake_all();
+        self.schedule_flush();
+    }
+
     pub fn high_watermark(&self) -> i64 {
         let inner = self.inner.borrow();
-        match self.config.flush {
-            FlushPolicy::Durable => inner.durable_offset,
+        match self.config().flush {
+            FlushPolicy::Durable => inner.durable_offset.max(inner.visible_floor),
             _ => inner.next_offset,
         }
     }
@@ -526,7 +556,7 @@ impl PartitionLog {
         let segments = self.inner.borrow().segments.clone();
         let active = segments.last().expect("at least one segment");
         if let Some(file) = active.file() {
-            if self.config.flush != FlushPolicy::Durable {
+            if self.config().flush != FlushPolicy::Durable {
                 file.fdatasync().await?;
             }
             active.persist_indexes().await?;

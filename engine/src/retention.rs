@@ -45,7 +45,7 @@ impl PartitionLog {
         let Some(_guard) = self.begin_maintenance() else {
             return Ok(0);
         };
-        let victims = self.take_victims(now_ms.filter(|_| self.config.cleanup_policy.deletes()));
+        let victims = self.take_victims(now_ms.filter(|_| self.config().cleanup_policy.deletes()));
         for seg in &victims {
             seg.delete_files().await?;
             tracing::debug!(dir = %self.dir.display(), base = seg.base_offset, "retention deleted segment");
@@ -74,14 +74,14 @@ impl PartitionLog {
             }
             let below_start = inner.segments[1].base_offset <= inner.log_start;
             let over_bytes = now_ms.is_some()
-                && self.config.retention_bytes >= 0
-                && total > self.config.retention_bytes as u64;
+                && self.config().retention_bytes >= 0
+                && total > self.config().retention_bytes as u64;
             let expired = now_ms.is_some_and(|now| {
-                self.config.retention_ms >= 0
+                self.config().retention_ms >= 0
                     && st
                         .time_index
                         .max_timestamp()
-                        .is_some_and(|ts| ts < now.saturating_sub(self.config.retention_ms))
+                        .is_some_and(|ts| ts < now.saturating_sub(self.config().retention_ms))
             });
             if !(below_start || over_bytes || expired) {
                 break;

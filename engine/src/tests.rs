@@ -294,7 +294,7 @@ fn interval_policy_acks_at_once_and_close_flushes() {
             },
             ..small_config()
         };
-        let log = PartitionLog::open(dir.path(), config.clone())
+        let log = PartitionLog::open(dir.path(), config)
             .await
             .unwrap();
         let out = log.append(&build_batch(2, 10, 1), 0, 0).unwrap();
@@ -337,7 +337,7 @@ fn recovery_truncates_torn_and_garbage_tails_without_resurrection() {
     run(|| async {
         let dir = temp_dir();
         let config = LogConfig::default();
-        let log = PartitionLog::open(dir.path(), config.clone())
+        let log = PartitionLog::open(dir.path(), config)
             .await
             .unwrap();
         let end = fill(&log, 5).await;
@@ -348,7 +348,7 @@ fn recovery_truncates_torn_and_garbage_tails_without_resurrection() {
         let next = stored(build_batch(1, 200, 1), 5);
         write_at(&path, end, &next[..next.len() / 2]);
         write_at(&path, end + next.len() as u64 / 2, &[0xAB; 10_000]);
-        let log = PartitionLog::open(dir.path(), config.clone())
+        let log = PartitionLog::open(dir.path(), config)
             .await
             .unwrap();
         assert_eq!(log.log_end_offset(), 5);
@@ -358,7 +358,7 @@ fn recovery_truncates_torn_and_garbage_tails_without_resurrection() {
         log.close().await.unwrap();
 
         // A complete valid batch with a non-contiguous offset is cut as well.
-        let log = PartitionLog::open(dir.path(), config.clone())
+        let log = PartitionLog::open(dir.path(), config)
             .await
             .unwrap();
         assert_eq!(
@@ -369,7 +369,7 @@ fn recovery_truncates_torn_and_garbage_tails_without_resurrection() {
         let end = log.inner.borrow().segments[0].state.borrow().size;
         log.close().await.unwrap();
         write_at(&path, end, &stored(build_batch(1, 30, 1), 42));
-        let log = PartitionLog::open(dir.path(), config.clone())
+        let log = PartitionLog::open(dir.path(), config)
             .await
             .unwrap();
         assert_eq!(log.log_end_offset(), 6);
@@ -447,7 +447,7 @@ fn retention_by_bytes_and_time_deletes_closed_segments_only() {
             retention_ms: -1,
             ..small_config()
         };
-        let log = PartitionLog::open(dir.path(), config.clone())
+        let log = PartitionLog::open(dir.path(), config)
             .await
             .unwrap();
         fill(&log, 200).await;
@@ -554,7 +554,7 @@ fn never_policy_and_age_based_roll() {
             segment_ms: 1000,
             ..LogConfig::default()
         };
-        let log = PartitionLog::open(dir.path(), config.clone())
+        let log = PartitionLog::open(dir.path(), config)
             .await
             .unwrap();
         log.append(&build_batch(1, 10, 1), 0, 0).unwrap();
@@ -623,7 +623,7 @@ fn seeded_crash_images_never_lose_acknowledged_data() {
             };
             let dir = temp_dir();
             let config = small_config();
-            let log = PartitionLog::open(dir.path(), config.clone())
+            let log = PartitionLog::open(dir.path(), config)
                 .await
                 .unwrap();
             let mut expected: Vec<Vec<u8>> = Vec::new();
@@ -645,7 +645,7 @@ fn seeded_crash_images_never_lose_acknowledged_data() {
                     1 => glommio::yield_if_needed().await,
                     2 => {
                         let image = crash_image(dir.path());
-                        let recovered = PartitionLog::open(image.path(), config.clone())
+                        let recovered = PartitionLog::open(image.path(), config)
                             .await
                             .unwrap();
                         let leo = recovered.log_end_offset();
@@ -670,5 +670,49 @@ fn seeded_crash_images_never_lose_acknowledged_data() {
             }
             log.close().await.unwrap();
         }
+    });
+}
+
+#[test]
+fn set_config_takes_effect_on_the_next_append_and_keeps_the_high_watermark() {
+    run(|| async {
+        let dir = temp_dir();
+        let never = LogConfig {
+            flush: FlushPolicy::Never,
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path(), never).await.unwrap();
+        log.append(&build_batch(2, 100, 1), 0, 0).unwrap();
+        assert_eq!(log.high_watermark(), 2);
+
+        // Lower max.message.bytes: the same batch is now too large.
+        log.set_config(LogConfig {
+            max_batch_bytes: 64,
+            ..never
+        });
+        let err = log.append(&build_batch(2, 100, 1), 0, 0).unwrap_err();
+        assert_eq!(err.kafka_code(), 10, "MESSAGE_TOO_LARGE");
+        assert_eq!(log.config().max_batch_bytes, 64);
+
+        // Never -> Durable: what was visible stays visible; new records wait for their fdatasync.
+        log.set_config(small_config());
+        assert_eq!(
+            log.high_watermark(),
+            2,
+            "the high watermark never goes back"
+        );
+        let out = log.append(&build_batch(1, 100, 1), 0, 0).unwrap();
+        timeout(log.wait_durable(out.last_offset)).await.unwrap();
+        assert_eq!(log.high_watermark(), 3);
+
+        // Durable -> Never releases a producer waiting for an fdatasync that will not come.
+        let waiter = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.wait_durable(1_000).await })
+        };
+        glommio::yield_if_needed().await;
+        log.set_config(never);
+        timeout(waiter).await.unwrap();
+        log.close().await.unwrap();
     });
 }

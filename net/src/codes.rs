@@ -20,3 +20,4 @@ pub const INVALID_RECORD: i16 = 87;
 pub const NOT_CONTROLLER: i16 = 41;
 pub const POLICY_VIOLATION: i16 = 44;
 pub const INVALID_CONFIG: i16 = 40;
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;

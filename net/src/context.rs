@@ -21,6 +21,8 @@ pub struct NetConfig {
     pub listen: SocketAddr,
     pub advertise_host: String,
     pub advertise_port: u16,
+    /// Where the partitions live (absolute); reported by DescribeConfigs (`log.dirs`) and DescribeLogDirs.
+    pub data_dir: std::path::PathBuf,
     /// A frame whose length prefix exceeds this is refused and its connection closed.
     pub max_request_bytes: usize,
     pub max_connections_per_shard: usize,
@@ -69,14 +71,16 @@ impl ShardContext {
     }
 
     /// The log settings of one topic: broker defaults overridden by the topic's own configs.
-    pub fn log_config(&self, topic_configs: &BTreeMap<String, String>) -> LogConfig {
-        let mut cfg = self.config.log_defaults.clone();
-        for (key, value) in topic_configs {
-            // Configs were validated by the same function when the topic was created.
-            if let Err(err) = crate::api::configs::apply_topic_config(&mut cfg, key, value) {
-                tracing::warn!(%err, "topic config ignored");
-            }
-        }
-        cfg
+    /// A topic's partition settings now: static defaults, dynamic broker configs, then the topic's configs.
+    pub fn log_config(
+        &self,
+        snapshot: &MetadataSnapshot,
+        topic_configs: &BTreeMap<String, String>,
+    ) -> LogConfig {
+        crate::config_keys::layered_log_config(
+            &self.config.log_defaults,
+            &snapshot.broker_configs,
+            topic_configs,
+        )
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod codes;
+pub mod config_keys;
 pub mod connection;
 pub mod context;
 pub mod frame;

@@ -123,7 +123,7 @@ pub async fn open_local(
     if let Some(log) = ctx.storage.get(topic, partition) {
         return Some(log);
     }
-    let config = ctx.log_config(&snapshot.topic(topic)?.configs);
+    let config = ctx.log_config(snapshot, &snapshot.topic(topic)?.configs);
     match ctx.storage.open_partition(topic, partition, config).await {
         Ok(log) => Some(log),
         Err(err) => {

@@ -145,10 +145,30 @@ impl Placement {
                 self.open.borrow_mut().insert((topic, partition), id);
             }
         }
+        apply_configs(ctx, snapshot);
         let open = ctx.storage.partitions().len() as u64;
         ctx.metrics
             .partitions_open
             .store(open, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Gives every open partition its topic's settings as the snapshot layers them, so AlterConfigs (topic or
+/// dynamic broker configs) takes effect at once. Computed once per topic; a partition whose settings did not
+/// change is not touched.
+fn apply_configs(ctx: &ShardContext, snapshot: &MetadataSnapshot) {
+    let mut per_topic: HashMap<String, pinlog_engine::LogConfig> = HashMap::new();
+    for (topic, partition, log) in ctx.storage.partitions() {
+        let Some(meta) = snapshot.topic(&topic) else {
+            continue;
+        };
+        let config = *per_topic
+            .entry(topic.clone())
+            .or_insert_with(|| ctx.log_config(snapshot, &meta.configs));
+        if log.config() != config {
+            log.set_config(config);
+            tracing::info!(%topic, partition, "partition settings changed");
+        }
     }
 }
 

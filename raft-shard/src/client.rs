@@ -224,5 +224,6 @@ fn empty_snapshot() -> MetadataSnapshot {
         controller_id: -1,
         brokers: Vec::new(),
         topics: Default::default(),
+        broker_configs: Default::default(),
     }
 }

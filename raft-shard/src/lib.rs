@@ -85,8 +85,8 @@ pub use client::{MetadataClient, ProposeError, FIRST_METADATA_WAIT_MS_MAX};
 pub use error::RaftShardError;
 pub use executor::{spawn, RaftShardConfig, RaftShardHandle};
 pub use state::{
-    BrokerMeta, CommandOutcome, MetadataCommand, MetadataSnapshot, NewTopic, PartitionMeta,
-    TopicMeta, TopicOutcome,
+    BrokerMeta, CommandOutcome, ConfigChange, ConfigOp, ConfigResource, MetadataCommand,
+    MetadataSnapshot, NewTopic, PartitionGrowth, PartitionMeta, TopicMeta, TopicOutcome,
 };
 pub use topic_rules::{codes, TOPIC_NAME_CHARS_MAX, TOPIC_PARTITIONS_MAX};
 

@@ -17,7 +17,7 @@ use crate::error::RaftShardError;
 use crate::frame::{self, Decoded};
 
 pub(crate) const FILE_NAME: &str = "raft.log";
-const MAGIC: &[u8; durable::MAGIC_BYTES] = b"PLRFTLG1";
+const MAGIC: &[u8; durable::MAGIC_BYTES] = b"PLRFTLG2";
 
 pub(crate) struct LogFile {
     dir: PathBuf,

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use crate::entry::LoggedCommand;
 use crate::state::{
-    BrokerMeta, CommandOutcome, MetadataCommand, MetadataSnapshot, NewTopic, PartitionMeta,
-    TopicMeta, TopicOutcome,
+    BrokerMeta, CommandOutcome, ConfigChange, ConfigResource, MetadataCommand, MetadataSnapshot,
+    NewTopic, PartitionGrowth, PartitionMeta, TopicMeta, TopicOutcome,
 };
 use crate::topic_rules::{self, codes, TopicCheck};
 
@@ -24,6 +24,8 @@ pub(crate) struct Machine {
     pub topics: BTreeMap<String, TopicMeta>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Dynamic broker configs.
+    pub broker_configs: BTreeMap<String, String>,
 }
 
 /// Largest block one AllocateProducerIds may take.
@@ -37,6 +39,7 @@ impl Machine {
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
             next_producer_id: 0,
+            broker_configs: BTreeMap::new(),
         }
     }
 
@@ -48,6 +51,7 @@ impl Machine {
             controller_id,
             brokers: self.brokers.values().cloned().collect(),
             topics: self.topics.clone(),
+            broker_configs: self.broker_configs.clone(),
         }
     }
 
@@ -91,6 +95,34 @@ impl Machine {
                 self.next_producer_id += i64::from(count);
                 CommandOutcome::ProducerIds { first, count }
             }
+            MetadataCommand::CreatePartitions {
+                topics,
+                validate_only,
+            } => CommandOutcome::Topics(
+                topics
+                    .iter()
+                    .enumerate()
+                    .map(|(i, growth)| {
+                        if topics[..i].iter().any(|t| t.name == growth.name) {
+                            return failed(
+                                &growth.name,
+                                codes::INVALID_REQUEST,
+                                format!("topic '{}' appears twice in the request", growth.name),
+                            );
+                        }
+                        self.grow_topic(growth, *validate_only)
+                    })
+                    .collect(),
+            ),
+            MetadataCommand::AlterConfigs {
+                changes,
+                validate_only,
+            } => CommandOutcome::Topics(
+                changes
+                    .iter()
+                    .map(|change| self.alter_configs(change, *validate_only))
+                    .collect(),
+            ),
         }
     }
 
@@ -162,16 +194,8 @@ impl Machine {
         topic_id: [u8; 16],
         leader: &BrokerMeta,
     ) -> TopicOutcome {
-        let shard_count = leader.shard_count.max(1);
-        let first_shard = crc32c::crc32c(topic.name.as_bytes()) % shard_count;
         let partitions = (0..topic.partitions)
-            .map(|p| PartitionMeta {
-                partition: p,
-                leader: leader.node_id,
-                leader_epoch: 0,
-                replicas: vec![leader.node_id],
-                shard: (first_shard + p as u32) % shard_count,
-            })
+            .map(|p| place_partition(&topic.name, p, leader))
             .collect();
         let meta = TopicMeta {
             name: topic.name.clone(),
@@ -188,6 +212,101 @@ impl Machine {
             topic_id,
             partitions: topic.partitions,
         }
+    }
+
+    fn grow_topic(&mut self, growth: &PartitionGrowth, validate_only: bool) -> TopicOutcome {
+        let name = &growth.name;
+        let Some(leader) = self.brokers.values().next().cloned() else {
+            return failed(
+                name,
+                codes::INVALID_REPLICATION_FACTOR,
+                "no broker is registered yet".to_owned(),
+            );
+        };
+        let Some(topic) = self.topics.get_mut(name) else {
+            return failed(
+                name,
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic '{name}' does not exist"),
+            );
+        };
+        if topic.internal {
+            // Group coordinators hash group ids over the partition count of __consumer_offsets.
+            return failed(
+                name,
+                codes::INVALID_REQUEST,
+                format!("the partition count of internal topic '{name}' cannot change"),
+            );
+        }
+        let current = topic.partitions.len() as i32;
+        if growth.count <= current {
+            return failed(
+                name,
+                codes::INVALID_PARTITIONS,
+                format!(
+                    "topic currently has {current} partitions, which is higher than or equal to the requested {}",
+                    growth.count
+                ),
+            );
+        }
+        if growth.count > topic_rules::TOPIC_PARTITIONS_MAX {
+            return failed(
+                name,
+                codes::INVALID_PARTITIONS,
+                format!(
+                    "partitions must be at most {}, got {}",
+                    topic_rules::TOPIC_PARTITIONS_MAX,
+                    growth.count
+                ),
+            );
+        }
+        if !validate_only {
+            topic
+                .partitions
+                .extend((current..growth.count).map(|p| place_partition(name, p, &leader)));
+        }
+        succeeded(name, growth.count)
+    }
+
+    fn alter_configs(&mut self, change: &ConfigChange, validate_only: bool) -> TopicOutcome {
+        let (name, configs) = match &change.resource {
+            ConfigResource::Broker => ("", &mut self.broker_configs),
+            ConfigResource::Topic(name) => match self.topics.get_mut(name) {
+                Some(topic) => (name.as_str(), &mut topic.configs),
+                None => {
+                    return failed(
+                        name,
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("topic '{name}' does not exist"),
+                    )
+                }
+            },
+        };
+        if let Some(key) = change
+            .ops
+            .iter()
+            .enumerate()
+            .find(|(i, op)| change.ops[..*i].iter().any(|o| o.key == op.key))
+            .map(|(_, op)| &op.key)
+        {
+            return failed(
+                name,
+                codes::INVALID_REQUEST,
+                format!("config '{key}' appears twice in the request"),
+            );
+        }
+        if !validate_only {
+            if change.replace_all {
+                configs.clear();
+            }
+            for op in &change.ops {
+                match &op.value {
+                    Some(value) => configs.insert(op.key.clone(), value.clone()),
+                    None => configs.remove(&op.key),
+                };
+            }
+        }
+        succeeded(name, 0)
     }
 
     fn delete_topic(&mut self, name: &str) -> TopicOutcome {
@@ -208,6 +327,30 @@ impl Machine {
     }
 }
 
+/// Where partition `p` of a topic lives: on the leader, on shard `(crc32c(name) + p) % shard_count`, so a topic's
+/// partitions spread over the shards and a topic's partition 0 is not always on shard 0.
+fn place_partition(topic: &str, p: i32, leader: &BrokerMeta) -> PartitionMeta {
+    let shard_count = leader.shard_count.max(1);
+    let first_shard = crc32c::crc32c(topic.as_bytes()) % shard_count;
+    PartitionMeta {
+        partition: p,
+        leader: leader.node_id,
+        leader_epoch: 0,
+        replicas: vec![leader.node_id],
+        shard: (first_shard + p as u32) % shard_count,
+    }
+}
+
+fn succeeded(name: &str, partitions: i32) -> TopicOutcome {
+    TopicOutcome {
+        name: name.to_owned(),
+        error_code: codes::NONE,
+        message: None,
+        topic_id: [0; 16],
+        partitions,
+    }
+}
+
 fn failed(name: &str, error_code: i16, message: String) -> TopicOutcome {
     TopicOutcome {
         name: name.to_owned(),
@@ -221,6 +364,7 @@ fn failed(name: &str, error_code: i16, message: String) -> TopicOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{ConfigOp, PartitionGrowth};
 
     fn machine_with_broker(shard_count: u32) -> Machine {
         let mut m = Machine::new("cluster".into());
@@ -456,5 +600,182 @@ mod tests {
         let restored = crate::snapshot_file::StoredSnapshot::of(&machine, 1, vec![1]).machine();
         assert_eq!(restored.next_producer_id, 1001);
         assert_eq!(restored, machine);
+    }
+
+    fn topics_outcome(m: &mut Machine, index: u64, command: MetadataCommand) -> Vec<TopicOutcome> {
+        match m.apply(index, &LoggedCommand::new(command)) {
+            CommandOutcome::Topics(outcomes) => outcomes,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn grow(name: &str, count: i32) -> PartitionGrowth {
+        PartitionGrowth {
+            name: name.into(),
+            count,
+        }
+    }
+
+    #[test]
+    fn create_partitions_appends_partitions_placed_like_new_ones() {
+        let mut m = machine_with_broker(4);
+        create(&mut m, 2, vec![new_topic("orders", 2, 1)], false);
+        let before = m.topics["orders"].clone();
+        let outcomes = topics_outcome(
+            &mut m,
+            3,
+            MetadataCommand::CreatePartitions {
+                topics: vec![grow("orders", 5)],
+                validate_only: false,
+            },
+        );
+        assert_eq!((outcomes[0].error_code, outcomes[0].partitions), (0, 5));
+        let topic = &m.topics["orders"];
+        assert_eq!(topic.partitions[..2], before.partitions[..]);
+        assert_eq!(topic.topic_id, before.topic_id);
+        let first = crc32c::crc32c(b"orders") % 4;
+        for (p, meta) in topic.partitions.iter().enumerate() {
+            assert_eq!(meta.partition, p as i32);
+            assert_eq!(meta.shard, (first + p as u32) % 4);
+        }
+    }
+
+    #[test]
+    fn create_partitions_reports_each_kafka_error_code_and_validate_only_changes_nothing() {
+        let mut m = machine_with_broker(2);
+        create(
+            &mut m,
+            2,
+            vec![new_topic("t", 3, 1), new_topic("__consumer_offsets", 2, 1)],
+            false,
+        );
+        let before = m.topics.clone();
+        let outcomes = topics_outcome(
+            &mut m,
+            3,
+            MetadataCommand::CreatePartitions {
+                topics: vec![
+                    grow("t", 3),
+                    grow("t", 2),
+                    grow("missing", 4),
+                    grow("__consumer_offsets", 4),
+                    grow("t", 100_001),
+                ],
+                validate_only: false,
+            },
+        );
+        let codes: Vec<i16> = outcomes.iter().map(|o| o.error_code).collect();
+        assert_eq!(codes, vec![37, 42, 3, 42, 42]);
+        assert_eq!(m.topics, before);
+        let outcomes = topics_outcome(
+            &mut m,
+            4,
+            MetadataCommand::CreatePartitions {
+                topics: vec![grow("t", 8)],
+                validate_only: true,
+            },
+        );
+        assert_eq!((outcomes[0].error_code, outcomes[0].partitions), (0, 8));
+        assert_eq!(m.topics, before);
+    }
+
+    fn op(key: &str, value: Option<&str>) -> ConfigOp {
+        ConfigOp {
+            key: key.into(),
+            value: value.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn alter_configs_sets_removes_and_replaces_topic_and_broker_configs() {
+        let mut m = machine_with_broker(1);
+        let mut topic = new_topic("t", 1, 1);
+        topic.configs = [
+            ("retention.ms".to_owned(), "1000".to_owned()),
+            ("segment.bytes".to_owned(), "2048".to_owned()),
+        ]
+        .into();
+        create(&mut m, 2, vec![topic], false);
+        let incremental = ConfigChange {
+            resource: ConfigResource::Topic("t".into()),
+            replace_all: false,
+            ops: vec![
+                op("retention.ms", None),
+                op("cleanup.policy", Some("compact")),
+            ],
+        };
+        let broker = ConfigChange {
+            resource: ConfigResource::Broker,
+            replace_all: false,
+            ops: vec![op("log.retention.ms", Some("5000"))],
+        };
+        let missing = ConfigChange {
+            resource: ConfigResource::Topic("nope".into()),
+            replace_all: false,
+            ops: vec![],
+        };
+        let outcomes = topics_outcome(
+            &mut m,
+            3,
+            MetadataCommand::AlterConfigs {
+                changes: vec![incremental, broker, missing],
+                validate_only: false,
+            },
+        );
+        let codes: Vec<i16> = outcomes.iter().map(|o| o.error_code).collect();
+        assert_eq!(codes, vec![0, 0, 3]);
+        let expected: BTreeMap<String, String> = [
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ("segment.bytes".to_owned(), "2048".to_owned()),
+        ]
+        .into();
+        assert_eq!(m.topics["t"].configs, expected);
+        assert_eq!(m.snapshot(0).broker_configs["log.retention.ms"], "5000");
+
+        let replace = ConfigChange {
+            resource: ConfigResource::Topic("t".into()),
+            replace_all: true,
+            ops: vec![op("max.message.bytes", Some("100"))],
+        };
+        topics_outcome(
+            &mut m,
+            4,
+            MetadataCommand::AlterConfigs {
+                changes: vec![replace.clone()],
+                validate_only: true,
+            },
+        );
+        assert_eq!(
+            m.topics["t"].configs, expected,
+            "validate_only changes nothing"
+        );
+        topics_outcome(
+            &mut m,
+            5,
+            MetadataCommand::AlterConfigs {
+                changes: vec![replace],
+                validate_only: false,
+            },
+        );
+        assert_eq!(
+            m.topics["t"].configs,
+            [("max.message.bytes".to_owned(), "100".to_owned())].into()
+        );
+        let twice = ConfigChange {
+            resource: ConfigResource::Broker,
+            replace_all: false,
+            ops: vec![op("a", Some("1")), op("a", None)],
+        };
+        let outcomes = topics_outcome(
+            &mut m,
+            6,
+            MetadataCommand::AlterConfigs {
+                changes: vec![twice],
+                validate_only: false,
+            },
+        );
+        assert_eq!(outcomes[0].error_code, codes::INVALID_REQUEST);
+        let restored = crate::snapshot_file::StoredSnapshot::of(&m, 1, vec![1]).machine();
+        assert_eq!(restored, m, "broker configs survive a snapshot");
     }
 }

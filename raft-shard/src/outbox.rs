@@ -86,6 +86,7 @@ mod tests {
             controller_id: -1,
             brokers: vec![],
             topics: Default::default(),
+            broker_configs: Default::default(),
         })
     }
 

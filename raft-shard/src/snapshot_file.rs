@@ -3,6 +3,7 @@
 //! Written at first boot (index 0, so the generated cluster id is durable before anything else happens) and then
 //! every `snapshot_every_entries` applied entries, after which the raft log is compacted to the entries after it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -13,8 +14,8 @@ use crate::machine::Machine;
 use crate::state::{BrokerMeta, TopicMeta};
 
 pub(crate) const FILE_NAME: &str = "snapshot";
-// Version 2 added next_producer_id.
-const MAGIC: &[u8; durable::MAGIC_BYTES] = b"PLRFTSN2";
+// Version 2 added next_producer_id, version 3 broker_configs.
+const MAGIC: &[u8; durable::MAGIC_BYTES] = b"PLRFTSN3";
 
 #[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub(crate) struct StoredSnapshot {
@@ -27,6 +28,7 @@ pub(crate) struct StoredSnapshot {
     pub brokers: Vec<BrokerMeta>,
     pub topics: Vec<TopicMeta>,
     pub next_producer_id: i64,
+    pub broker_configs: BTreeMap<String, String>,
 }
 
 impl StoredSnapshot {
@@ -39,6 +41,7 @@ impl StoredSnapshot {
             brokers: machine.brokers.values().cloned().collect(),
             topics: machine.topics.values().cloned().collect(),
             next_producer_id: machine.next_producer_id,
+            broker_configs: machine.broker_configs.clone(),
         }
     }
 
@@ -57,6 +60,7 @@ impl StoredSnapshot {
                 .map(|t| (t.name.clone(), t.clone()))
                 .collect(),
             next_producer_id: self.next_producer_id,
+            broker_configs: self.broker_configs.clone(),
         }
     }
 }

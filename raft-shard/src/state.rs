@@ -21,6 +21,8 @@ pub struct MetadataSnapshot {
     /// Registered brokers, ordered by node id.
     pub brokers: Vec<BrokerMeta>,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Dynamic broker configs (set with AlterConfigs on the broker resource); they override the static config.
+    pub broker_configs: BTreeMap<String, String>,
 }
 
 impl MetadataSnapshot {
@@ -86,6 +88,46 @@ pub enum MetadataCommand {
     AllocateProducerIds {
         count: u32,
     },
+    /// Grows topics to `count` partitions each; new partitions are placed like those of a new topic.
+    CreatePartitions {
+        topics: Vec<PartitionGrowth>,
+        validate_only: bool,
+    },
+    /// Changes topic or dynamic broker configs. Values were validated by the proposer; APPEND / SUBTRACT were
+    /// resolved by it into a set of the resulting list.
+    AlterConfigs {
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct PartitionGrowth {
+    pub name: String,
+    /// The new total partition count.
+    pub count: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(String),
+    /// The dynamic broker configs of this one-node cluster (Kafka's per-broker and cluster-default resources).
+    Broker,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub resource: ConfigResource,
+    /// AlterConfigs (not incremental): the ops are the whole new config set, everything else reverts to default.
+    pub replace_all: bool,
+    pub ops: Vec<ConfigOp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct ConfigOp {
+    pub key: String,
+    /// `Some` sets the key, `None` removes it (back to the default).
+    pub value: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Archive, Serialize, Deserialize)]
@@ -96,7 +138,7 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-/// Per-topic result of CreateTopics / DeleteTopics, with a Kafka error code (0 = none).
+/// Per-topic (or per config resource) result of CreateTopics / DeleteTopics / CreatePartitions / AlterConfigs, with a Kafka error code (0 = none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicOutcome {
     pub name: String,
@@ -104,7 +146,7 @@ pub struct TopicOutcome {
     pub message: Option<String>,
     /// The new topic's id on a successful create, the removed topic's id on a delete, zero otherwise.
     pub topic_id: [u8; 16],
-    /// Partition count on success, -1 on error.
+    /// Partition count on success (0 for a config change), -1 on error.
     pub partitions: i32,
 }
 

@@ -1,143 +1,205 @@
-//! DescribeConfigs (read-only for now): topic configs (the topic's own values over the broker defaults) and the
-//! broker's configs, with their sources.
+//! DescribeConfigs: a topic's configs (its own values over the dynamic broker configs over the static ones) and
+//! the broker's, each with its source, read-only flag, type and, when asked, its synonyms.
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+    DescribeConfigsSynonym,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use pinlog_engine::{CleanupPolicy, LogConfig, TimestampType};
-
 use crate::codes;
+use crate::config_keys::{self, config_type, TopicKey, TOPIC_KEYS};
 use crate::context::ShardContext;
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
 
-/// Applies one topic config to a partition's log settings. The same function validates CreateTopics configs
-/// (on a scratch copy) and builds a partition's `LogConfig`, so what is accepted is exactly what takes effect.
-/// The error says what is wrong (answered as INVALID_CONFIG).
-pub fn apply_topic_config(cfg: &mut LogConfig, key: &str, value: &str) -> Result<(), String> {
-    let int = || {
-        value
-            .parse::<i64>()
-            .map_err(|_| format!("{key} = {value:?} is not a number"))
-    };
-    let positive = || {
-        int().and_then(|v| {
-            if v > 0 {
-                Ok(v)
-            } else {
-                Err(format!("{key} = {v} must be > 0"))
+/// Kafka's `ConfigSource`.
+mod source {
+    pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    pub const DYNAMIC_BROKER_CONFIG: i8 = 2;
+    pub const STATIC_BROKER_CONFIG: i8 = 4;
+    pub const DEFAULT_CONFIG: i8 = 5;
+}
+
+/// One value of a config with where it came from; a config's synonyms are its values at every layer, the
+/// effective one first.
+struct Layered {
+    name: String,
+    value: String,
+    source: i8,
+}
+
+/// A config as DescribeConfigs shows it.
+struct Shown {
+    name: String,
+    read_only: bool,
+    config_type: i8,
+    /// Effective value first.
+    layers: Vec<Layered>,
+}
+
+/// Whether a broker resource name means this broker: its node id, or "" (Kafka's cluster-wide default).
+pub fn is_this_broker(ctx: &ShardContext, name: &str) -> bool {
+    name.is_empty() || name == ctx.config.node_id.to_string()
+}
+
+/// The layers of a topic key below the topic: the dynamic broker config, then the static one.
+fn broker_layers(
+    ctx: &ShardContext,
+    broker_configs: &BTreeMap<String, String>,
+    key: &TopicKey,
+    name: &str,
+) -> Vec<Layered> {
+    let mut layers = Vec::with_capacity(2);
+    if let Some(value) = broker_configs.get(key.broker_synonym) {
+        layers.push(Layered {
+            name: name.to_owned(),
+            value: value.clone(),
+            source: source::DYNAMIC_BROKER_CONFIG,
+        });
+    }
+    layers.push(Layered {
+        name: name.to_owned(),
+        value: config_keys::static_value(&ctx.config.log_defaults, key),
+        source: if config_keys::set_by_static_config(key) {
+            source::STATIC_BROKER_CONFIG
+        } else {
+            source::DEFAULT_CONFIG
+        },
+    });
+    layers
+}
+
+fn topic_configs(
+    ctx: &ShardContext,
+    broker_configs: &BTreeMap<String, String>,
+    topic_configs: &BTreeMap<String, String>,
+) -> Vec<Shown> {
+    TOPIC_KEYS
+        .iter()
+        .map(|key| {
+            let mut layers = Vec::with_capacity(3);
+            if let Some(value) = topic_configs.get(key.name) {
+                layers.push(Layered {
+                    name: key.name.to_owned(),
+                    value: value.clone(),
+                    source: source::DYNAMIC_TOPIC_CONFIG,
+                });
+            }
+            layers.extend(broker_layers(ctx, broker_configs, key, key.broker_synonym));
+            Shown {
+                name: key.name.to_owned(),
+                read_only: false,
+                config_type: key.config_type,
+                layers,
             }
         })
-    };
-    match key {
-        "retention.ms" => cfg.retention_ms = int()?,
-        "retention.bytes" => cfg.retention_bytes = int()?,
-        "segment.bytes" => cfg.segment_bytes = positive()? as u64,
-        "segment.ms" => cfg.segment_ms = positive()? as u64,
-        "max.message.bytes" => cfg.max_batch_bytes = positive()? as usize,
-        "delete.retention.ms" => cfg.delete_retention_ms = int()?,
-        "producer.id.expiration.ms" => cfg.producer_id_expiration_ms = positive()?,
-        "min.cleanable.dirty.ratio" => {
-            cfg.min_cleanable_dirty_ratio = value
-                .parse::<f64>()
-                .ok()
-                .filter(|r| (0.0..=1.0).contains(r))
-                .ok_or_else(|| format!("{key} = {value:?} must be a number from 0 to 1"))?
-        }
-        "message.timestamp.type" => {
-            cfg.timestamp_type = match value {
-                "CreateTime" => TimestampType::CreateTime,
-                "LogAppendTime" => TimestampType::LogAppendTime,
-                _ => {
-                    return Err(format!(
-                        "{key} = {value:?} must be CreateTime or LogAppendTime"
-                    ))
-                }
-            }
-        }
-        "cleanup.policy" => {
-            cfg.cleanup_policy = match value.replace(' ', "").as_str() {
-                "delete" => CleanupPolicy::Delete,
-                "compact" => CleanupPolicy::Compact,
-                "compact,delete" | "delete,compact" => CleanupPolicy::CompactDelete,
-                _ => {
-                    return Err(format!(
-                        "{key} = {value:?} must be delete, compact or compact,delete"
-                    ))
-                }
-            }
-        }
-        // Accepted and shown for tools; on one node batches pass through as produced and there is one replica.
-        "compression.type" => {
-            if !["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"].contains(&value) {
-                return Err(format!("{key} = {value:?} is not a known codec"));
-            }
-        }
-        "min.insync.replicas" => {
-            positive()?;
-        }
-        _ => return Err(format!("unknown topic config {key}")),
-    }
-    Ok(())
+        .collect()
 }
 
-fn topic_defaults(ctx: &ShardContext) -> Vec<(&'static str, String)> {
-    let d = &ctx.config.log_defaults;
-    vec![
-        ("cleanup.policy", "delete".into()),
-        ("compression.type", "producer".into()),
-        ("max.message.bytes", d.max_batch_bytes.to_string()),
-        ("message.timestamp.type", "CreateTime".into()),
-        ("min.insync.replicas", "1".into()),
-        ("retention.bytes", d.retention_bytes.to_string()),
-        ("retention.ms", d.retention_ms.to_string()),
-        ("segment.bytes", d.segment_bytes.to_string()),
-        ("segment.ms", d.segment_ms.to_string()),
-        ("delete.retention.ms", d.delete_retention_ms.to_string()),
-        (
-            "min.cleanable.dirty.ratio",
-            d.min_cleanable_dirty_ratio.to_string(),
-        ),
-        (
-            "producer.id.expiration.ms",
-            d.producer_id_expiration_ms.to_string(),
-        ),
-    ]
-}
-
-fn broker_configs(ctx: &ShardContext) -> Vec<(&'static str, String)> {
+/// Broker configs that only a restart with a new `pinlog.toml` changes.
+fn static_broker_configs(ctx: &ShardContext) -> Vec<(&'static str, String, i8, i8)> {
+    use config_type::{BOOLEAN, INT, LIST, LONG, STRING};
     let c = &ctx.config;
-    let d = &c.log_defaults;
+    let fixed = source::DEFAULT_CONFIG;
+    let file = source::STATIC_BROKER_CONFIG;
     vec![
         (
             "advertised.listeners",
             format!("PLAINTEXT://{}:{}", c.advertise_host, c.advertise_port),
+            file,
+            LIST,
         ),
         (
             "auto.create.topics.enable",
             c.auto_create_topics.to_string(),
+            file,
+            BOOLEAN,
         ),
-        ("broker.id", c.node_id.to_string()),
-        ("default.replication.factor", "1".into()),
-        ("listeners", format!("PLAINTEXT://{}", c.listen)),
-        ("log.retention.bytes", d.retention_bytes.to_string()),
-        ("log.retention.ms", d.retention_ms.to_string()),
-        ("log.roll.ms", d.segment_ms.to_string()),
-        ("log.segment.bytes", d.segment_bytes.to_string()),
-        ("message.max.bytes", d.max_batch_bytes.to_string()),
-        ("min.insync.replicas", "1".into()),
-        ("num.partitions", c.default_partitions.to_string()),
-        ("socket.request.max.bytes", c.max_request_bytes.to_string()),
+        ("broker.id", c.node_id.to_string(), file, INT),
+        ("default.replication.factor", "1".into(), fixed, INT),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.group_initial_rebalance_delay.as_millis().to_string(),
+            file,
+            INT,
+        ),
+        (
+            "group.max.session.timeout.ms",
+            c.group_max_session_timeout.as_millis().to_string(),
+            file,
+            INT,
+        ),
+        (
+            "group.min.session.timeout.ms",
+            c.group_min_session_timeout.as_millis().to_string(),
+            file,
+            INT,
+        ),
+        ("listeners", format!("PLAINTEXT://{}", c.listen), file, LIST),
+        ("log.dirs", c.data_dir.display().to_string(), file, STRING),
+        (
+            "log.retention.check.interval.ms",
+            c.retention_check_interval.as_millis().to_string(),
+            file,
+            LONG,
+        ),
+        ("node.id", c.node_id.to_string(), file, INT),
+        (
+            "num.partitions",
+            c.default_partitions.to_string(),
+            file,
+            INT,
+        ),
+        (
+            "offsets.topic.num.partitions",
+            c.offsets_topic_partitions.to_string(),
+            file,
+            INT,
+        ),
+        ("offsets.topic.replication.factor", "1".into(), fixed, INT),
+        (
+            "socket.request.max.bytes",
+            c.max_request_bytes.to_string(),
+            file,
+            INT,
+        ),
+        (
+            "transaction.state.log.replication.factor",
+            "1".into(),
+            fixed,
+            INT,
+        ),
     ]
+}
+
+fn broker_configs(ctx: &ShardContext, dynamic: &BTreeMap<String, String>) -> Vec<Shown> {
+    let mut shown: Vec<Shown> = static_broker_configs(ctx)
+        .into_iter()
+        .map(|(name, value, source, config_type)| Shown {
+            name: name.to_owned(),
+            read_only: true,
+            config_type,
+            layers: vec![Layered {
+                name: name.to_owned(),
+                value,
+                source,
+            }],
+        })
+        .collect();
+    shown.extend(TOPIC_KEYS.iter().map(|key| Shown {
+        name: key.broker_synonym.to_owned(),
+        read_only: false,
+        config_type: key.config_type,
+        layers: broker_layers(ctx, dynamic, key, key.broker_synonym),
+    }));
+    shown.sort_by(|a, b| a.name.cmp(&b.name));
+    shown
 }
 
 pub async fn describe(
@@ -151,48 +213,75 @@ pub async fn describe(
         .into_iter()
         .map(|resource| {
             let name = resource.resource_name.to_string();
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let shown = match resource.resource_type {
+                RESOURCE_TOPIC => match snapshot.topic(&name) {
+                    Some(topic) => topic_configs(&ctx, &snapshot.broker_configs, &topic.configs),
+                    None => {
+                        return result
+                            .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "topic '{name}' does not exist"
+                            ))))
+                    }
+                },
+                RESOURCE_BROKER if is_this_broker(&ctx, &name) => {
+                    broker_configs(&ctx, &snapshot.broker_configs)
+                }
+                RESOURCE_BROKER => {
+                    return result
+                        .with_error_code(codes::INVALID_REQUEST)
+                        .with_error_message(Some(StrBytes::from_string(format!(
+                            "broker '{name}' is not this broker ({})",
+                            ctx.config.node_id
+                        ))))
+                }
+                other => {
+                    return result
+                        .with_error_code(codes::INVALID_REQUEST)
+                        .with_error_message(Some(StrBytes::from_string(format!(
+                            "resource type {other} is not supported"
+                        ))))
+                }
+            };
             let wanted = |key: &str| {
                 resource
                     .configuration_keys
                     .as_ref()
                     .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
             };
-            let result = DescribeConfigsResult::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone());
-            let entries: Vec<(&str, String, i8, bool)> = match resource.resource_type {
-                RESOURCE_TOPIC => match snapshot.topic(&name) {
-                    Some(topic) => topic_defaults(&ctx)
-                        .into_iter()
-                        .map(|(k, default)| match topic.configs.get(k) {
-                            Some(v) => (k, v.clone(), SOURCE_DYNAMIC_TOPIC, false),
-                            None => (k, default, SOURCE_DEFAULT, false),
-                        })
-                        .collect(),
-                    None => return result.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                },
-                RESOURCE_BROKER if name.is_empty() || name == ctx.config.node_id.to_string() => {
-                    broker_configs(&ctx)
-                        .into_iter()
-                        .map(|(k, v)| (k, v, SOURCE_STATIC_BROKER, true))
-                        .collect()
-                }
-                RESOURCE_BROKER => return result.with_error_code(codes::INVALID_REQUEST),
-                _ => return result.with_error_code(codes::INVALID_REQUEST),
-            };
-            let configs = entries
+            let configs = shown
                 .into_iter()
-                .filter(|(k, ..)| wanted(k))
-                .map(|(k, v, source, read_only)| {
-                    DescribeConfigsResourceResult::default()
-                        .with_name(StrBytes::from_static_str(k))
-                        .with_value(Some(StrBytes::from_string(v)))
-                        .with_read_only(read_only)
-                        .with_config_source(source)
-                })
+                .filter(|s| wanted(&s.name))
+                .map(|s| to_result(s, request.include_synonyms))
                 .collect();
             result.with_configs(configs)
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+fn to_result(shown: Shown, include_synonyms: bool) -> DescribeConfigsResourceResult {
+    let effective = &shown.layers[0];
+    let mut result = DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_string(shown.name.clone()))
+        .with_value(Some(StrBytes::from_string(effective.value.clone())))
+        .with_read_only(shown.read_only)
+        .with_config_source(effective.source)
+        .with_config_type(shown.config_type);
+    if include_synonyms {
+        result.synonyms = shown
+            .layers
+            .into_iter()
+            .map(|l| {
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_string(l.name))
+                    .with_value(Some(StrBytes::from_string(l.value)))
+                    .with_source(l.source)
+            })
+            .collect();
+    }
+    result
 }

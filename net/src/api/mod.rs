@@ -3,6 +3,7 @@
 //! Decoding happens on the connection's reader, in arrival order, so a malformed body closes the connection before
 //! anything runs; the handler itself runs as its own task and its encoded response goes back in order.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod configs;
 pub mod delete_records;
@@ -10,6 +11,7 @@ pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod partitions;
 pub mod produce;
 pub mod producer_ids;
 pub mod topics;
@@ -20,11 +22,12 @@ use std::rc::Rc;
 
 use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, RequestHeader, SyncGroupRequest,
+    AlterConfigsRequest, ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -57,6 +60,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -312,6 +318,30 @@ pub fn dispatch(
             groups::offset_delete(
                 ctx,
                 decode::<OffsetDeleteRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::CreatePartitions => serve(
+            id,
+            version,
+            partitions::create(
+                ctx,
+                decode::<CreatePartitionsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::AlterConfigs => serve(
+            id,
+            version,
+            alter_configs::alter(
+                ctx,
+                decode::<AlterConfigsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::IncrementalAlterConfigs => serve(
+            id,
+            version,
+            alter_configs::incremental_alter(
+                ctx,
+                decode::<IncrementalAlterConfigsRequest>(&mut body, version, malformed)?,
             ),
         ),
         other => return Err(RequestError::UnknownApi(other as i16)),

@@ -79,8 +79,8 @@ fn new_topic(ctx: &ShardContext, topic: CreatableTopic) -> Result<NewTopic, Topi
     for c in topic.configs {
         let key = c.name.to_string();
         let value = c.value.map(|v| v.to_string()).unwrap_or_default();
-        let mut scratch = ctx.config.log_defaults.clone();
-        super::configs::apply_topic_config(&mut scratch, &key, &value)
+        let mut scratch = ctx.config.log_defaults;
+        crate::config_keys::apply_topic_config(&mut scratch, &key, &value)
             .map_err(|m| fail(codes::INVALID_CONFIG, m))?;
         configs.insert(key, value);
     }
@@ -189,7 +189,7 @@ pub async fn delete(ctx: Rc<ShardContext>, request: DeleteTopicsRequest) -> Dele
 }
 
 /// A request's own timeout, capped by the broker's request timeout; 0 or negative means the broker's.
-fn bounded_timeout(ctx: &ShardContext, timeout_ms: i32) -> Duration {
+pub(crate) fn bounded_timeout(ctx: &ShardContext, timeout_ms: i32) -> Duration {
     let broker = ctx.config.request_timeout;
     if timeout_ms <= 0 {
         broker
@@ -199,7 +199,7 @@ fn bounded_timeout(ctx: &ShardContext, timeout_ms: i32) -> Duration {
 }
 
 /// Per-topic outcomes of a proposal; a proposal that failed as a whole gives every topic the same error.
-fn topic_outcomes(
+pub(crate) fn topic_outcomes(
     result: Result<CommandOutcome, ProposeError>,
     names: &[String],
 ) -> Vec<TopicOutcome> {
