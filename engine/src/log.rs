@@ -422,6 +422,15 @@ impl PartitionLog {
             .await
     }
 
+    /// Bytes of record batches on disk and in memory, over all segments (DescribeLogDirs).
+    pub fn size_bytes(&self) -> u64 {
+        Self::segments_bytes(&self.inner.borrow())
+    }
+
+    pub(crate) fn segments_bytes(inner: &Inner) -> u64 {
+        inner.segments.iter().map(|s| s.state.borrow().size).sum()
+    }
+
     /// The partition's settings now (a copy, so no change lands in the middle of an append).
     pub fn config(&self) -> LogConfig {
         self.config.get()

@@ -64,7 +64,7 @@ impl PartitionLog {
     /// Remove the doomed segments from the log (no await: readers never see a half state).
     fn take_victims(&self, now_ms: Option<i64>) -> Vec<Rc<Segment>> {
         let mut inner = self.inner.borrow_mut();
-        let mut total: u64 = inner.segments.iter().map(|s| s.state.borrow().size).sum();
+        let mut total = Self::segments_bytes(&inner);
         let mut victims = Vec::new();
         while inner.segments.len() > 1 {
             let first = &inner.segments[0];

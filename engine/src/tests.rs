@@ -294,9 +294,7 @@ fn interval_policy_acks_at_once_and_close_flushes() {
             },
             ..small_config()
         };
-        let log = PartitionLog::open(dir.path(), config)
-            .await
-            .unwrap();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
         let out = log.append(&build_batch(2, 10, 1), 0, 0).unwrap();
         assert_eq!(
             log.high_watermark(),
@@ -337,9 +335,7 @@ fn recovery_truncates_torn_and_garbage_tails_without_resurrection() {
     run(|| async {
         let dir = temp_dir();
         let config = LogConfig::default();
-        let log = PartitionLog::open(dir.path(), config)
-            .await
-            .unwrap();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
         let end = fill(&log, 5).await;
         log.close().await.unwrap();
         let path = log_path(dir.path(), 0);
@@ -348,9 +344,7 @@ fn recovery_truncates_torn_and_garbage_tails_without_resurrection() {
         let next = stored(build_batch(1, 200, 1), 5);
         write_at(&path, end, &next[..next.len() / 2]);
         write_at(&path, end + next.len() as u64 / 2, &[0xAB; 10_000]);
-        let log = PartitionLog::open(dir.path(), config)
-            .await
-            .unwrap();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
         assert_eq!(log.log_end_offset(), 5);
         let out = log.append(&build_batch(1, 20, 9), 0, 0).unwrap();
         assert_eq!(out.base_offset, 5);
@@ -358,9 +352,7 @@ fn recovery_truncates_torn_and_garbage_tails_without_resurrection() {
         log.close().await.unwrap();
 
         // A complete valid batch with a non-contiguous offset is cut as well.
-        let log = PartitionLog::open(dir.path(), config)
-            .await
-            .unwrap();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
         assert_eq!(
             log.log_end_offset(),
             6,
@@ -369,9 +361,7 @@ fn recovery_truncates_torn_and_garbage_tails_without_resurrection() {
         let end = log.inner.borrow().segments[0].state.borrow().size;
         log.close().await.unwrap();
         write_at(&path, end, &stored(build_batch(1, 30, 1), 42));
-        let log = PartitionLog::open(dir.path(), config)
-            .await
-            .unwrap();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
         assert_eq!(log.log_end_offset(), 6);
         let batches = read_all(&log, 0).await;
         assert_eq!(batches.len(), 6);
@@ -447,9 +437,7 @@ fn retention_by_bytes_and_time_deletes_closed_segments_only() {
             retention_ms: -1,
             ..small_config()
         };
-        let log = PartitionLog::open(dir.path(), config)
-            .await
-            .unwrap();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
         fill(&log, 200).await;
         let segments = log.inner.borrow().segments.len();
         assert!(segments >= 3);
@@ -554,9 +542,7 @@ fn never_policy_and_age_based_roll() {
             segment_ms: 1000,
             ..LogConfig::default()
         };
-        let log = PartitionLog::open(dir.path(), config)
-            .await
-            .unwrap();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
         log.append(&build_batch(1, 10, 1), 0, 0).unwrap();
         log.append(&build_batch(1, 10, 1), 0, 999).unwrap();
         assert_eq!(log.inner.borrow().segments.len(), 1);
@@ -623,9 +609,7 @@ fn seeded_crash_images_never_lose_acknowledged_data() {
             };
             let dir = temp_dir();
             let config = small_config();
-            let log = PartitionLog::open(dir.path(), config)
-                .await
-                .unwrap();
+            let log = PartitionLog::open(dir.path(), config).await.unwrap();
             let mut expected: Vec<Vec<u8>> = Vec::new();
             let mut acked = 0i64;
             for _ in 0..40 {
@@ -645,9 +629,7 @@ fn seeded_crash_images_never_lose_acknowledged_data() {
                     1 => glommio::yield_if_needed().await,
                     2 => {
                         let image = crash_image(dir.path());
-                        let recovered = PartitionLog::open(image.path(), config)
-                            .await
-                            .unwrap();
+                        let recovered = PartitionLog::open(image.path(), config).await.unwrap();
                         let leo = recovered.log_end_offset();
                         assert!(
                             leo >= acked,

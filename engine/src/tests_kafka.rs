@@ -220,9 +220,7 @@ fn idle_producers_expire_when_a_snapshot_is_written() {
             producer_id_expiration_ms: 60_000,
             ..small_config()
         };
-        let log = PartitionLog::open(dir.path(), config)
-            .await
-            .unwrap();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
         append_durably(&log, &producer_batch(1, 0, 0, 1)).await; // maxTimestamp 1000: long idle
         let mut fresh = producer_batch(2, 0, 0, 1);
         let now = crate::log::wall_clock_ms();
@@ -256,9 +254,7 @@ fn log_append_time_stamps_the_batch_and_reseals_the_crc() {
             timestamp_type: TimestampType::LogAppendTime,
             ..small_config()
         };
-        let log = PartitionLog::open(dir.path(), config)
-            .await
-            .unwrap();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
         let out = log.append(&build_batch(3, 10, 5), 0, 777_000).unwrap();
         assert_eq!(out.log_append_time_ms, 777_000);
         timeout(log.wait_durable(out.last_offset)).await.unwrap();

@@ -146,15 +146,19 @@ pub fn apply_topic_config(cfg: &mut LogConfig, key: &str, value: &str) -> Result
         }
         // Kafka forces an fdatasync every `flush.messages` records; pinlog flushes by time or before every
         // acknowledgement, so only the two ends of the range mean something here.
-        "flush.messages" => cfg.flush = match int()? {
-            1 => FlushPolicy::Durable,
-            i64::MAX => FlushPolicy::Never,
-            _ => return Err(format!(
+        "flush.messages" => {
+            cfg.flush = match int()? {
+                1 => FlushPolicy::Durable,
+                i64::MAX => FlushPolicy::Never,
+                _ => {
+                    return Err(format!(
                 "{key} = {value:?}: pinlog supports 1 (fdatasync before every acknowledgement) or \
                          {} (never force one); use flush.ms for a time bound",
                 i64::MAX
-            )),
-        },
+            ))
+                }
+            }
+        }
         "flush.ms" => {
             cfg.flush = match int()? {
                 0 => FlushPolicy::Durable,

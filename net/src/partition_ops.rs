@@ -34,6 +34,8 @@ pub enum PartitionOp {
     Group(crate::group::GroupCall),
     /// Move the log start to `offset` (-1: the high watermark), bounded by `timeout`.
     DeleteRecords { offset: i64, timeout: Duration },
+    /// The partition's size in bytes (DescribeLogDirs).
+    Size,
 }
 
 #[derive(Debug)]
@@ -62,6 +64,10 @@ pub enum PartitionReply {
         timestamp: i64,
     },
     Group(crate::group::GroupReply),
+    Size {
+        error_code: i16,
+        bytes: i64,
+    },
 }
 
 impl PartitionReply {
@@ -89,6 +95,10 @@ impl PartitionReply {
             PartitionOp::DeleteRecords { .. } => PartitionReply::Deleted {
                 error_code,
                 low_watermark: -1,
+            },
+            PartitionOp::Size => PartitionReply::Size {
+                error_code,
+                bytes: -1,
             },
             PartitionOp::Group(call) => PartitionReply::Group(crate::group::GroupReply::error_for(
                 call,
@@ -173,6 +183,10 @@ pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> P
                 },
             }
         }
+        PartitionOp::Size => PartitionReply::Size {
+            error_code: codes::NONE,
+            bytes: log.size_bytes() as i64,
+        },
         // route::run_local hands group calls to the shard's coordinator; one arriving here has no coordinator.
         PartitionOp::Group(call) => {
             PartitionReply::error_for(&PartitionOp::Group(call), codes::UNKNOWN_TOPIC_OR_PARTITION)

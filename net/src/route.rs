@@ -138,7 +138,9 @@ fn mesh_deadline(op: &PartitionOp, config: &NetConfig) -> Duration {
         PartitionOp::Produce { timeout, .. } => *timeout,
         PartitionOp::WaitForData { max_wait, .. } => *max_wait,
         PartitionOp::DeleteRecords { timeout, .. } => *timeout,
-        PartitionOp::Read { .. } | PartitionOp::ListOffset { .. } => config.request_timeout,
+        PartitionOp::Read { .. } | PartitionOp::ListOffset { .. } | PartitionOp::Size => {
+            config.request_timeout
+        }
         PartitionOp::Group(call) => call.wait_bound(config),
     };
     own + MESH_DEADLINE_SLACK

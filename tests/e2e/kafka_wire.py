@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover
 
 # ---------------------------------------------------------------------------------------------------- constants
 
+API_DESCRIBE_TOPIC_PARTITIONS = 75
 API_PRODUCE = 0
 API_INIT_PRODUCER_ID = 22
 API_FETCH = 1
@@ -594,6 +595,66 @@ class WireClient:
         r = self.request(API_DELETE_TOPICS, 1, body.getvalue(), timeout=timeout_ms / 1000 + 10)
         r.i32()
         return {name: code for name, code in r.array(lambda x: (x.string(), x.i16()))}
+
+    # -- DescribeTopicPartitions v0 (API 75, flexible: compact strings and arrays, tagged fields)
+
+    def describe_topic_partitions(self, topics: list[str], partition_limit: int,
+                                  cursor: Optional[tuple[str, int]] = None) -> dict:
+        """Returns {"topics": [{"error_code", "name", "is_internal", "partitions": [index...]}],
+        "next_cursor": (topic, partition) or None}."""
+        def compact_string(w: Writer, s: str) -> None:
+            raw = s.encode()
+            w.uvarint(len(raw) + 1).raw(raw)
+
+        body = Writer().uvarint(len(topics) + 1)
+        for t in topics:
+            compact_string(body, t)
+            body.uvarint(0)
+        body.i32(partition_limit)
+        if cursor is None:
+            body.i8(-1)
+        else:
+            body.i8(1)
+            compact_string(body, cursor[0])
+            body.i32(cursor[1]).uvarint(0)
+        body.uvarint(0)
+        r = self.request(API_DESCRIBE_TOPIC_PARTITIONS, 0, body.getvalue(), flexible_header=True)
+        r.uvarint()  # response header tagged fields
+
+        def compact_str(x: Reader) -> Optional[str]:
+            n = x.uvarint()
+            return None if n == 0 else x._take(n - 1).decode()
+
+        def compact_array(x: Reader, item) -> list:
+            return [item(x) for _ in range(x.uvarint() - 1)]
+
+        def i32_array(x: Reader) -> list[int]:
+            return compact_array(x, lambda y: y.i32())
+
+        def partition(x: Reader) -> int:
+            x.i16()  # error code
+            index = x.i32()
+            x.i32(), x.i32()  # leader, epoch
+            i32_array(x), i32_array(x), i32_array(x), i32_array(x), i32_array(x)
+            x.uvarint()
+            return index
+
+        def topic(x: Reader) -> dict:
+            out = {"error_code": x.i16(), "name": compact_str(x)}
+            x._take(16)  # topic id
+            out["is_internal"] = x.boolean()
+            out["partitions"] = compact_array(x, partition)
+            x.i32()  # authorized operations
+            x.uvarint()
+            return out
+
+        r.i32()  # throttle
+        topics_out = compact_array(r, topic)
+        next_cursor = None
+        if r.i8() != -1:
+            next_cursor = (compact_str(r), r.i32())
+            r.uvarint()
+        return {"topics": topics_out, "next_cursor": next_cursor}
 
     # -- Produce v3 (the first version that requires magic v2)
 

@@ -191,11 +191,7 @@ fn resource_name(resource: &ConfigResource) -> String {
 }
 
 /// The change a resource asks for, or the Kafka error that refuses it.
-fn check(
-    ctx: &ShardContext,
-    snapshot: &MetadataSnapshot,
-    requested: &Requested,
-) -> Checked {
+fn check(ctx: &ShardContext, snapshot: &MetadataSnapshot, requested: &Requested) -> Checked {
     let name = &requested.resource_name;
     let (resource, current): (ConfigResource, &BTreeMap<String, String>) =
         match requested.resource_type {

@@ -5,11 +5,13 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod cluster;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
+pub mod log_dirs;
 pub mod metadata;
 pub mod partitions;
 pub mod produce;
@@ -23,8 +25,9 @@ use std::rc::Rc;
 use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeTopicPartitionsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, RequestHeader, SyncGroupRequest,
@@ -63,6 +66,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeLogDirs, 0, 4),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -342,6 +348,30 @@ pub fn dispatch(
             alter_configs::incremental_alter(
                 ctx,
                 decode::<IncrementalAlterConfigsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::DescribeCluster => serve(
+            id,
+            version,
+            cluster::describe_cluster(
+                ctx,
+                decode::<DescribeClusterRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::DescribeTopicPartitions => serve(
+            id,
+            version,
+            cluster::describe_topic_partitions(
+                ctx,
+                decode::<DescribeTopicPartitionsRequest>(&mut body, version, malformed)?,
+            ),
+        ),
+        ApiKey::DescribeLogDirs => serve(
+            id,
+            version,
+            log_dirs::describe(
+                ctx,
+                decode::<DescribeLogDirsRequest>(&mut body, version, malformed)?,
             ),
         ),
         other => return Err(RequestError::UnknownApi(other as i16)),
