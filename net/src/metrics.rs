@@ -54,6 +54,8 @@ pub struct ShardMetrics {
     /// Requests waiting for another shard's answer (the mesh queue depth).
     pub mesh_pending: AtomicU64,
     pub produce_bytes_total: AtomicU64,
+    /// Retried idempotent batches answered with their original offsets instead of being appended again.
+    pub produce_duplicate_batches_total: AtomicU64,
     pub fetch_bytes_total: AtomicU64,
     pub partitions_open: AtomicU64,
     requests_total: [AtomicU64; SUPPORTED_APIS.len()],
@@ -80,7 +82,7 @@ type Field = fn(&ShardMetrics) -> &AtomicU64;
 /// Renders every shard's metrics in the Prometheus text exposition format.
 pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let gauges: [(&str, &str, Field); 8] = [
+    let gauges: [(&str, &str, Field); 9] = [
         ("pinlog_connections_open", "gauge", |m| &m.connections_open),
         ("pinlog_connections_refused_total", "counter", |m| {
             &m.connections_refused_total
@@ -94,6 +96,9 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
         ("pinlog_mesh_pending_requests", "gauge", |m| &m.mesh_pending),
         ("pinlog_produce_bytes_total", "counter", |m| {
             &m.produce_bytes_total
+        }),
+        ("pinlog_produce_duplicate_batches_total", "counter", |m| {
+            &m.produce_duplicate_batches_total
         }),
         ("pinlog_fetch_bytes_total", "counter", |m| {
             &m.fetch_bytes_total

@@ -46,6 +46,8 @@ pub enum PartitionReply {
         log_start_offset: i64,
         /// The broker's timestamp for LogAppendTime topics, -1 otherwise.
         log_append_time_ms: i64,
+        /// A retried batch of an idempotent producer, answered with its original offsets (nothing appended).
+        duplicate: bool,
     },
     Read {
         error_code: i16,
@@ -79,6 +81,7 @@ impl PartitionReply {
                 base_offset: -1,
                 log_start_offset: -1,
                 log_append_time_ms: -1,
+                duplicate: false,
             },
             PartitionOp::Read { .. } => PartitionReply::Read {
                 error_code,
@@ -210,6 +213,7 @@ async fn produce(
                 base_offset: -1,
                 log_start_offset: log.log_start_offset(),
                 log_append_time_ms: -1,
+                duplicate: false,
             };
         }
     };
@@ -234,6 +238,7 @@ async fn produce(
         base_offset: appended.base_offset,
         log_start_offset: appended.log_start_offset,
         log_append_time_ms: appended.log_append_time_ms,
+        duplicate: appended.duplicate,
     }
 }
 

@@ -80,9 +80,10 @@ class PinlogServer:
             str(BINARY), "serve",
             "--data-dir", str(self.data_dir),
             "--listen", self.bootstrap,
-            "--advertise", self.bootstrap,
+            # A test may advertise another address (a proxy in front of the node): `advertise="host:port"`.
+            "--advertise", self.flags.get("advertise", self.bootstrap),
             "--node-id", "0",
-            *flag_args(self.flags),
+            *flag_args({k: v for k, v in self.flags.items() if k != "advertise"}),
         ]
 
     def start(self) -> "PinlogServer":

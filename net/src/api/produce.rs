@@ -150,13 +150,26 @@ fn run(
                             base_offset,
                             log_start_offset,
                             log_append_time_ms,
-                        } => PartitionResult {
-                            index,
-                            error_code,
-                            base_offset,
-                            log_start_offset,
-                            log_append_time_ms,
-                        },
+                            duplicate,
+                        } => {
+                            if duplicate {
+                                ctx.metrics
+                                    .produce_duplicate_batches_total
+                                    .fetch_add(1, Relaxed);
+                                tracing::debug!(
+                                    partition = index,
+                                    base_offset,
+                                    "retried batch answered as a duplicate"
+                                );
+                            }
+                            PartitionResult {
+                                index,
+                                error_code,
+                                base_offset,
+                                log_start_offset,
+                                log_append_time_ms,
+                            }
+                        }
                         other => unreachable!("Produce answered with {other:?}"),
                     }
                 }
