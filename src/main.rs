@@ -1,6 +1,8 @@
 //! The `pinlog` binary: parses the config, plans the cores, starts the metadata raft shard, then one glommio
 //! executor per shard core, each serving Kafka on the same port.
 
+mod admin;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,6 +35,9 @@ fn main() -> ExitCode {
             print!("{}", pinlog_tuning::tune_report(&args.data_dir));
             ExitCode::SUCCESS
         }
+        Command::Topic(args) => admin::run_topic(args),
+        Command::Group(args) => admin::run_group(args),
+        Command::Cluster(args) => admin::run_cluster(args),
     }
 }
 

@@ -16,6 +16,7 @@
 //! Everything here runs on one glommio executor: `Rc`/`RefCell`, never a lock, never a borrow across `.await`.
 
 pub mod api;
+pub mod client;
 pub mod codes;
 pub mod config_keys;
 pub mod connection;

@@ -29,6 +29,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print what this host offers pinlog and a recommended pinlog.toml.
     Tune(TuneArgs),
+    /// Create, list, describe, alter and delete topics on any Kafka-compatible broker.
+    Topic(crate::admin_args::TopicArgs),
+    /// List, describe, reset and delete consumer groups.
+    Group(crate::admin_args::GroupArgs),
+    /// Cluster id, controller and brokers.
+    Cluster(crate::admin_args::ClusterArgs),
 }
 
 impl Default for Command {

@@ -10,6 +10,7 @@
 //! This crate is used by the binary only and depends on no other pinlog crate: it names choices (e.g.
 //! [`FlushPolicyName`]) and the binary maps them onto the engine's types.
 
+mod admin_args;
 mod cli;
 mod config;
 mod core_plan;
@@ -23,6 +24,10 @@ mod settings;
 mod test_support;
 mod tune;
 
+pub use admin_args::{
+    AdminTarget, ClusterArgs, ClusterCommand, GroupArgs, GroupCommand, OutputFormat, TopicArgs,
+    TopicCommand,
+};
 pub use cli::{Cli, Command, ServeArgs, TuneArgs, DATA_DIR_DEFAULT};
 pub use config::{load, Config, MAX_REQUEST_BYTES_MIN, SEGMENT_BYTES_MIN};
 pub use core_plan::{

@@ -5,14 +5,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
-use kafka_protocol::messages::list_offsets_request::{
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
-};
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::conn::Conn;
+use super::conn::{self, Conn};
 use crate::error::BenchError;
 
 /// How long a new topic may take to get a leader for every partition.
@@ -66,10 +63,10 @@ pub fn create_topic(
     partitions: u32,
     replication: i16,
 ) -> Result<TopicLayout, BenchError> {
-    let mut conn = Conn::connect(bootstrap)?;
+    let mut conn = conn::connect(bootstrap)?;
     let controller = controller_addr(&mut conn)?;
     let mut admin = match controller {
-        Some(addr) if addr != bootstrap => Conn::connect(&addr)?,
+        Some(addr) if addr != bootstrap => conn::connect(&addr)?,
         _ => conn,
     };
     let request = CreateTopicsRequest::default()
@@ -186,52 +183,14 @@ pub fn offsets(
     partitions: &[i32],
     timestamp: i64,
 ) -> Result<Vec<i64>, BenchError> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(
-                partitions
-                    .iter()
-                    .map(|&p| {
-                        ListOffsetsPartition::default()
-                            .with_partition_index(p)
-                            .with_current_leader_epoch(-1)
-                            .with_timestamp(timestamp)
-                    })
-                    .collect(),
-            )]);
-    let answer = conn.call(ApiKey::ListOffsets, &request)?;
-    let mut found = vec![None; partitions.len()];
-    for t in &answer.topics {
-        for p in &t.partitions {
-            if p.error_code != 0 {
-                return Err(BenchError::Broker {
-                    what: format!("ListOffsets {topic}/{}", p.partition_index),
-                    code: p.error_code,
-                });
-            }
-            if let Some(i) = partitions.iter().position(|&x| x == p.partition_index) {
-                found[i] = Some(p.offset);
-            }
-        }
-    }
-    found
-        .into_iter()
-        .zip(partitions)
-        .map(|(o, p)| {
-            o.ok_or_else(|| {
-                BenchError::protocol("ListOffsets", format!("no answer for partition {p}"))
-            })
-        })
-        .collect()
+    Ok(conn.list_offsets(topic, partitions, timestamp)?)
 }
 
 /// Log end offsets of every partition of `layout`, indexed by partition.
 pub fn end_offsets(layout: &TopicLayout) -> Result<Vec<i64>, BenchError> {
     let mut ends = vec![0; layout.leaders.len()];
     for (addr, parts) in layout.by_leader() {
-        let mut conn = Conn::connect(&addr)?;
+        let mut conn = conn::connect(&addr)?;
         for (p, o) in parts
             .iter()
             .zip(offsets(&mut conn, &layout.topic, &parts, OFFSET_LATEST)?)

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::{offsets, OFFSET_EARLIEST, OFFSET_LATEST};
 use super::batch::{for_each_record, parse_header};
-use super::conn::Conn;
+use super::conn;
 use crate::driver::ConsumeJob;
 use crate::error::BenchError;
 use crate::payload::{now_micros, stamp_of};
@@ -65,7 +65,7 @@ fn consume_from(
 ) -> Result<WorkerReport, BenchError> {
     let topic = &job.layout.topic;
     let spec = &job.workload.consumer;
-    let mut conn = Conn::connect(addr)?;
+    let mut conn = conn::connect(addr)?;
     let start = match spec.start {
         StartAt::Latest => OFFSET_LATEST,
         StartAt::Earliest => OFFSET_EARLIEST,

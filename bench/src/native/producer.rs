@@ -21,7 +21,7 @@ use kafka_protocol::messages::{ApiKey, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::batch::BatchBuilder;
-use super::conn::{Conn, ConnReader, ConnSender};
+use super::conn::{self, ConnReader, ConnSender};
 use crate::driver::{Pacer, ProduceJob};
 use crate::error::BenchError;
 use crate::payload::{now_micros, RecordFactory};
@@ -73,8 +73,8 @@ pub fn produce(job: &ProduceJob<'_>, live: &Live) -> Result<WorkerReport, BenchE
             {
                 continue;
             }
-            let (sender, reader) = Conn::connect(addr)?.split();
-            let version = sender.version(ApiKey::Produce);
+            let (sender, reader) = conn::connect(addr)?.split();
+            let version = sender.version(ApiKey::Produce)?;
             // The reader holds one entry while it waits for that response, hence one less slot in the channel.
             let (tx, rx) = sync_channel(spec.max_in_flight - 1);
             let reader = scope.spawn(move || read_acks(reader, rx, acks, version, live));
