@@ -44,6 +44,9 @@ pub enum ShardError {
     },
 }
 
+/// follow_metadata and apply_retention.
+const HOUSEKEEPING_TASKS: u64 = 2;
+
 pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
     let shard_id = params.shard_id;
     let metadata = MetadataClient::connect(params.metadata_link).await;
@@ -80,8 +83,18 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
     }
     let placement = Placement::default();
     placement.reconcile(&ctx, &ctx.snapshot()).await;
-    glommio::spawn_local(follow_metadata(ctx.clone(), placement)).detach();
-    glommio::spawn_local(apply_retention(ctx.clone())).detach();
+    // Background work that changes files holds a permit while it runs (one for following the metadata: opening
+    // and deleting partitions, one for retention and compaction), so shutdown can wait for both by taking all:
+    // a file operation still running on glommio's blocking threads when the executor exits has nobody to answer
+    // to (glommio panics on that).
+    let housekeeping = Rc::new(glommio::sync::Semaphore::new(HOUSEKEEPING_TASKS));
+    glommio::spawn_local(follow_metadata(
+        ctx.clone(),
+        placement,
+        housekeeping.clone(),
+    ))
+    .detach();
+    glommio::spawn_local(apply_retention(ctx.clone(), housekeeping.clone())).detach();
 
     let addr = ctx.config.listen;
     let listener = TcpListener::bind(addr).map_err(|e| ShardError::Listen {
@@ -93,6 +106,17 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
     let accepting = glommio::spawn_local(accept_loop(ctx.clone(), listener));
     let _ = stop.recv().await;
     accepting.cancel().await;
+    let idle = glommio::timer::timeout(ctx.config.request_timeout, async {
+        Ok(housekeeping.acquire_permit(HOUSEKEEPING_TASKS).await)
+    })
+    .await;
+    if idle.is_err() {
+        tracing::warn!(
+            shard = ctx.shard_id,
+            "background file work still running at shutdown; stopping anyway"
+        );
+    }
+    housekeeping.close();
     ctx.storage.close_all().await;
     tracing::info!(shard = ctx.shard_id, "shard stopped");
     Ok(())
@@ -172,20 +196,30 @@ fn apply_configs(ctx: &ShardContext, snapshot: &MetadataSnapshot) {
     }
 }
 
-async fn follow_metadata(ctx: Rc<ShardContext>, placement: Placement) {
+async fn follow_metadata(
+    ctx: Rc<ShardContext>,
+    placement: Placement,
+    housekeeping: Rc<glommio::sync::Semaphore>,
+) {
     let mut seen = ctx.snapshot().version;
     loop {
         let snapshot = ctx.metadata.changed(seen).await;
         seen = snapshot.version;
+        let Ok(_busy) = housekeeping.acquire_permit(1).await else {
+            return; // shutting down
+        };
         placement.reconcile(&ctx, &snapshot).await;
     }
 }
 
 /// Retention and compaction run once per `retention_check_interval` per shard (Kafka's log.retention.check.interval.ms), not per
 /// partition, and deletes only whole closed segments.
-async fn apply_retention(ctx: Rc<ShardContext>) {
+async fn apply_retention(ctx: Rc<ShardContext>, housekeeping: Rc<glommio::sync::Semaphore>) {
     loop {
         glommio::timer::sleep(ctx.config.retention_check_interval).await;
+        let Ok(_busy) = housekeeping.acquire_permit(1).await else {
+            return; // shutting down
+        };
         let now = crate::partition_ops::now_ms();
         for (topic, partition, log) in ctx.storage.partitions() {
             match log.enforce_retention(now).await {

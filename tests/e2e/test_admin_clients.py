@@ -1,5 +1,6 @@
 """The two admin clients users run, end to end: kafka-python's KafkaAdminClient creates, describes, alters (the
-non-incremental AlterConfigs), grows and deletes topics and lists, describes, resets and deletes groups;
+non-incremental AlterConfigs), grows and deletes topics and lists, describes, resets, deletes offsets of
+(OffsetDelete) and deletes groups;
 confluent-kafka's AdminClient resets a group's offsets and a new consumer of that group resumes there. What they
 set survives a restart. (confluent's incremental alters and partition growth: test_admin_alter.py.)
 """
@@ -77,6 +78,14 @@ def test_kafka_python_admin_manages_topics_and_groups_across_a_restart(pinlog_fa
         assert len(admin.describe_topics(["kp-topic"])[0]["partitions"]) == 3
         offsets = admin.list_group_offsets({"kp-group": None})["kp-group"]
         assert offsets[TopicPartition("kp-topic", 0)].offset == 3
+
+        # OffsetDelete: one partition's committed offset goes, the other stays.
+        consumer = KafkaConsumer(bootstrap_servers=node.bootstrap, group_id="kp-group", enable_auto_commit=False)
+        consumer.commit({TopicPartition("kp-topic", 1): OffsetAndMetadata(0, None, -1)})
+        consumer.close()
+        admin.delete_group_offsets("kp-group", [TopicPartition("kp-topic", 1)])
+        offsets = admin.list_group_offsets({"kp-group": None})["kp-group"]
+        assert set(offsets) == {TopicPartition("kp-topic", 0)}
 
         assert admin.delete_groups(["kp-group"]) == {"kp-group": "OK"}
         assert "kp-group" not in {g["group_id"] for g in admin.list_groups()}
