@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the per-request hot functions, through the same code the server runs:
 //! CRC-32C of record batches (the check every produced batch gets), the Kafka codecs on the request path (Produce
-//! decode, Fetch response encode) and the SPSC hand-off between shards (glommio `shared_channel`).
+//! decode, Fetch response encode), the SPSC hand-off between shards (glommio `shared_channel`) and the engine's own
+//! append and read steps (batch validation, offset assignment, offset index lookup; through
+//! `pinlog_engine::bench_support`, which re-exports the real functions).
 //!
 //! `cargo bench -p pinlog-bench --bench hot_paths`
 
@@ -19,6 +21,7 @@ use kafka_protocol::messages::produce_request::{
 };
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use pinlog_engine::bench_support;
 
 const PRODUCE_VERSION: i16 = 9;
 const FETCH_VERSION: i16 = 12;
@@ -134,11 +137,59 @@ fn spsc_handoff(c: &mut Criterion) {
     group.finish();
 }
 
+/// A produce batch as the engine receives it: 16 records of 1 KiB (one librdkafka batch at linger).
+fn produce_batch() -> Vec<u8> {
+    let mut builder = pinlog_bench::native::batch::BatchBuilder::with_capacity(32 * 1024);
+    let value = vec![0x42u8; 1024];
+    for i in 0..16 {
+        builder.push(1_700_000_000_000 + i, Some(b"key"), &value);
+    }
+    builder.finish().to_vec()
+}
+
+/// Batch validation on append: header checks plus CRC-32C over the batch.
+fn batch_validate(c: &mut Criterion) {
+    let batch = produce_batch();
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Bytes(batch.len() as u64));
+    group.bench_function("validate_16x1KiB", |b| {
+        b.iter(|| bench_support::validate(black_box(&batch), 1 << 20).expect("valid batch"))
+    });
+    // Offset assignment: the base offset and leader epoch written into the batch header (outside the CRC).
+    let mut stored = batch.clone();
+    let mut next = 0i64;
+    group.bench_function("assign_offsets_16x1KiB", |b| {
+        b.iter(|| {
+            bench_support::patch(black_box(&mut stored), next, 3);
+            next += 16;
+        })
+    });
+    group.finish();
+}
+
+/// Offset index lookup in a full 1 GiB segment indexed every 4 KiB (262,144 entries), as a fetch does per read.
+fn index_lookup(c: &mut Criterion) {
+    let mut index = bench_support::OffsetIndex::default();
+    let entries = (1u32 << 30) / 4096;
+    for i in 0..entries {
+        index.push(i * 4, i * 4096);
+    }
+    let mut probe = 0u32;
+    c.bench_function("engine/index_lookup_262144", |b| {
+        b.iter(|| {
+            probe = probe.wrapping_mul(1_103_515_245).wrapping_add(12_345) % (entries * 4);
+            black_box(index.lookup(black_box(probe)))
+        })
+    });
+}
+
 criterion_group!(
     hot_paths,
     crc32c,
     produce_decode,
     fetch_encode,
-    spsc_handoff
+    spsc_handoff,
+    batch_validate,
+    index_lookup
 );
 criterion_main!(hot_paths);

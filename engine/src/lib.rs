@@ -9,6 +9,8 @@
 //! byte layout is in FORMAT.md.
 
 mod batch;
+#[cfg(feature = "bench-internals")]
+pub mod bench_support;
 mod compaction;
 mod compression;
 mod config;
