@@ -204,11 +204,15 @@ pub async fn open_rw(path: &Path) -> io::Result<DmaFile> {
 }
 
 /// Write a small file through O_DIRECT: padded to the block size, then trimmed to
-/// `bytes.len()`; written as `<name>.tmp`, fdatasync'ed and renamed, so a crash leaves the old
-/// or the new file, never a mix.
+/// `bytes.len()`; written as `<name>.<n>.tmp`, fdatasync'ed and renamed, so a crash leaves the old
+/// or the new file, never a mix. `n` is unique per write in the process: two tasks writing the same
+/// file (a producer snapshot at close and from the flusher) must not share a tmp file, or one renames
+/// it away while the other is still opening it.
 pub async fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{n}.tmp"));
     let tmp = PathBuf::from(tmp);
     let file = DmaFile::create(&tmp).await?;
     if !bytes.is_empty() {
