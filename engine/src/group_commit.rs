@@ -21,7 +21,7 @@
 use crate::config::FlushPolicy;
 use crate::log::PartitionLog;
 use crate::producer_snapshot;
-use crate::segment::{align_down, align_up, Segment, PREALLOCATE_STEP_BYTES, SEGMENT_BYTES_MAX};
+use crate::segment::{align_down, align_up, preallocation_target, Segment, SEGMENT_BYTES_MAX};
 use glommio::io::{DmaBuffer, DmaFile};
 use std::io;
 use std::rc::Rc;
@@ -189,10 +189,7 @@ impl PartitionLog {
         }
         let align = file.alignment();
         let cap = align_up(self.config().segment_bytes.min(SEGMENT_BYTES_MAX), align);
-        let target = align_up(
-            end.max((allocated + PREALLOCATE_STEP_BYTES).min(cap)),
-            align,
-        );
+        let target = align_up(preallocation_target(allocated, end, cap), align);
         file.pre_allocate(target, false).await?;
         seg.state.borrow_mut().allocated = target;
         Ok(())
