@@ -22,6 +22,7 @@ mod log;
 mod log_start;
 mod producer_snapshot;
 mod producer_state;
+mod readahead;
 mod records;
 mod recovery;
 mod retention;

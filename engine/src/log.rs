@@ -5,8 +5,8 @@
 //! Write path, top to bottom:
 //! 1. `append` validates every batch of the request (all-or-nothing): CRC and sizes, keys on
 //!    compacted topics, idempotent producer sequences and epochs (`producer_state.rs`; a
-//!    retried batch is answered with its original offsets and nothing is appended). It copies
-//!    the request once into a tail buffer, patches baseOffset/partitionLeaderEpoch in that copy
+//!    retried batch is answered with its original offsets and nothing is appended). It patches
+//!    baseOffset/partitionLeaderEpoch in the request's own buffer, which the tail then keeps
 //!    (and, on LogAppendTime topics, the timestamp, re-sealing the CRC), rolls the segment if
 //!    size or age demand it (queueing a producer state snapshot), accounts each batch in its
 //!    segment (indexes) and producer state and pushes it to the tail cache. No await: it
@@ -26,6 +26,7 @@ use crate::error::{copy_io_error, AppendError, EngineError, ReadError};
 use crate::log_start;
 use crate::producer_snapshot;
 use crate::producer_state::{BatchMeta, ProducerStateMap, Staged, Verdict};
+use crate::readahead::Readahead;
 use crate::records;
 use crate::recovery;
 use crate::segment::{align_down, align_up, Segment, SEGMENT_BYTES_MAX};
@@ -114,6 +115,8 @@ pub struct PartitionLog {
     pub(crate) idle_waiters: WaitList,
     /// Woken when a log start checkpoint write ends.
     pub(crate) checkpoint_waiters: WaitList,
+    /// The next window of a sequential disk reader, read in the background.
+    pub(crate) readahead: RefCell<Readahead>,
 }
 
 impl PartitionLog {
@@ -167,6 +170,7 @@ impl PartitionLog {
             flush_wakeup: WaitList::default(),
             idle_waiters: WaitList::default(),
             checkpoint_waiters: WaitList::default(),
+            readahead: RefCell::default(),
         });
         let replayed = log
             .replay_producer_state(replay_from.max(log_start))
@@ -215,10 +219,21 @@ impl PartitionLog {
         &self.dir
     }
 
-    /// Validate, assign offsets, append to the tail and schedule a group commit. No await.
-    pub fn append(
+    /// [`PartitionLog::append`] of a copy of `records` (callers that do not own a buffer).
+    pub fn append_slice(
         &self,
         records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.append(BytesMut::from(records), leader_epoch, now_ms)
+    }
+
+    /// Validate, assign offsets, append to the tail and schedule a group commit. No await.
+    /// `records` (the produce request's bytes, owned) are patched in place and kept by the tail: no copy.
+    pub fn append(
+        &self,
+        mut records: BytesMut,
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, AppendError> {
@@ -238,7 +253,7 @@ impl PartitionLog {
                 "no record batch in produce data".into(),
             ));
         }
-        if let Some(original) = self.check_request(records)? {
+        if let Some(original) = self.check_request(&records)? {
             return Ok(AppendOutcome {
                 base_offset: original.base_offset,
                 last_offset: original.last_offset,
@@ -247,21 +262,20 @@ impl PartitionLog {
                 log_append_time_ms: self.log_append_time(original.max_timestamp),
             });
         }
-        let mut copy = BytesMut::from(records);
         let mut inner = self.inner.borrow_mut();
         let base_offset = inner.next_offset;
         let mut next = base_offset;
         let mut pos = 0;
-        while pos < copy.len() {
-            let h = batch::peek(&copy[pos..]).expect("validated above");
-            batch::patch(&mut copy[pos..], next, leader_epoch);
+        while pos < records.len() {
+            let h = batch::peek(&records[pos..]).expect("validated above");
+            batch::patch(&mut records[pos..], next, leader_epoch);
             if self.config().timestamp_type == TimestampType::LogAppendTime {
-                batch::stamp_log_append_time(&mut copy[pos..pos + h.total_bytes], now_ms);
+                batch::stamp_log_append_time(&mut records[pos..pos + h.total_bytes], now_ms);
             }
             next += i64::from(h.last_offset_delta) + 1;
             pos += h.total_bytes;
         }
-        let chunk = copy.freeze();
+        let chunk = records.freeze();
         let mut pos = 0;
         while pos < chunk.len() {
             let h = batch::peek(&chunk[pos..]).expect("validated above");
@@ -501,7 +515,8 @@ impl PartitionLog {
                 return Ok(outcome(records));
             }
             let (file, start, limit, next_base) = self.locate(offset)?;
-            let records = read_from_file(&file, start, limit, offset, hw, max_bytes).await?;
+            let records =
+                read_from_file(&file, &self.readahead, start, limit, offset, hw, max_bytes).await?;
             match next_base {
                 // Compaction emptied the rest of this segment: go on with the next one.
                 Some(next) if records.is_empty() && next < hw => offset = next,
@@ -553,6 +568,7 @@ impl PartitionLog {
             inner.closed = true;
             inner.flush_now = true;
         }
+        self.readahead.borrow_mut().clear();
         self.flush_wakeup.wake_all();
         self.schedule_flush();
         self.idle_waiters
@@ -609,7 +625,8 @@ pub(crate) fn wall_clock_ms() -> i64 {
 /// Whole batches from the one containing `offset`, read with aligned DMA reads starting at the
 /// index position `start` and never past the written length `limit`.
 async fn read_from_file(
-    file: &DmaFile,
+    file: &Rc<DmaFile>,
+    readahead: &RefCell<Readahead>,
     start: u64,
     limit: u64,
     offset: i64,
@@ -625,10 +642,19 @@ async fn read_from_file(
     while pos < limit {
         let buf_start = align_down(pos, align);
         let len = align_up(pos + need, align).min(align_up(limit, align)) - buf_start;
-        let data = file
-            .read_at_aligned(buf_start, len as usize)
-            .await
-            .map_err(|e| ReadError::Storage(e.into()))?;
+        let ahead = readahead.borrow_mut().take(file, buf_start);
+        let read_ahead = match ahead {
+            // A failed read-ahead is only a missed optimisation: read again below.
+            Some(window) => window.finish().await.ok(),
+            None => None,
+        };
+        let data = match read_ahead {
+            Some(data) => data,
+            None => file
+                .read_at_aligned(buf_start, len as usize)
+                .await
+                .map_err(|e| ReadError::Storage(e.into()))?,
+        };
         let avail_end = (buf_start + data.len() as u64).min(limit);
         let at = |p: u64| &data[(p - buf_start) as usize..(avail_end - buf_start) as usize];
         while pos + HEADER_BYTES as u64 <= avail_end {
@@ -660,6 +686,13 @@ async fn read_from_file(
                 }
                 end = next_end;
             }
+            readahead.borrow_mut().after_read(
+                file,
+                buf_start,
+                align_down(end, align),
+                len,
+                align_up(limit, align),
+            );
             let from = (first - buf_start) as usize;
             return Ok(Bytes::copy_from_slice(
                 &data[from..from + (end - first) as usize],

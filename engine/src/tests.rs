@@ -80,7 +80,7 @@ fn append_read_roundtrip_across_rolls_and_reopen() {
         let mut expected = Vec::new();
         for i in 0..60 {
             let b = build_batch(2 + i % 3, 300, 1000 + i as i64);
-            let out = log.append(&b, 0, 0).unwrap();
+            let out = log.append_slice(&b, 0, 0).unwrap();
             assert_eq!(out.base_offset, log.log_end_offset() - 2 - i64::from(i % 3));
             expected.push((out.base_offset, stored(b, out.base_offset)));
             if i % 7 == 0 {
@@ -102,7 +102,7 @@ fn append_read_roundtrip_across_rolls_and_reopen() {
         let leo = log.log_end_offset();
         log.close().await.unwrap();
         assert!(
-            log.append(&build_batch(1, 10, 5), 0, 0).is_err(),
+            log.append_slice(&build_batch(1, 10, 5), 0, 0).is_err(),
             "closed log refuses appends"
         );
 
@@ -112,7 +112,7 @@ fn append_read_roundtrip_across_rolls_and_reopen() {
         assert_eq!(log.log_end_offset(), leo);
         assert_eq!(log.high_watermark(), leo);
         assert_eq!(read_all(&log, 0).await, expected);
-        let out = log.append(&build_batch(1, 10, 5), 3, 0).unwrap();
+        let out = log.append_slice(&build_batch(1, 10, 5), 3, 0).unwrap();
         assert_eq!(out.base_offset, log.log_end_offset() - 1);
         timeout(log.wait_durable(out.last_offset)).await.unwrap();
         log.close().await.unwrap();
@@ -133,7 +133,7 @@ fn kip74_first_batch_whole_and_max_bytes() {
         let mut request = big.clone();
         request.extend_from_slice(&small);
         request.extend_from_slice(&small);
-        let out = log.append(&request, 0, 0).unwrap();
+        let out = log.append_slice(&request, 0, 0).unwrap();
         assert_eq!((out.base_offset, out.last_offset), (0, 2));
         timeout(log.wait_durable(2)).await.unwrap();
         // From the tail cache.
@@ -193,7 +193,7 @@ fn bad_batches_rejected_and_nothing_appended() {
         let log = PartitionLog::open(dir.path(), small_config())
             .await
             .unwrap();
-        log.append(&build_batch(1, 10, 1), 0, 0).unwrap();
+        log.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
         let good = build_batch(2, 10, 1);
         let mut bad_crc = good.clone();
         *bad_crc.last_mut().unwrap() ^= 1;
@@ -203,12 +203,14 @@ fn bad_batches_rejected_and_nothing_appended() {
         for (bad, code) in [(bad_crc, 2), (magic1, 43), (truncated, 2), (vec![0; 5], 2)] {
             let mut request = good.clone();
             request.extend_from_slice(&bad);
-            let err = log.append(&request, 0, 0).expect_err("rejected");
+            let err = log.append_slice(&request, 0, 0).expect_err("rejected");
             assert_eq!(err.kafka_code(), code, "{err}");
             assert_eq!(log.log_end_offset(), 1, "nothing appended");
         }
-        assert_eq!(log.append(&[], 0, 0).unwrap_err().kafka_code(), 2);
-        let err = log.append(&build_batch(1, 2 << 20, 1), 0, 0).unwrap_err();
+        assert_eq!(log.append_slice(&[], 0, 0).unwrap_err().kafka_code(), 2);
+        let err = log
+            .append_slice(&build_batch(1, 2 << 20, 1), 0, 0)
+            .unwrap_err();
         assert_eq!(err.kafka_code(), 10);
         assert_eq!(log.log_end_offset(), 1);
         timeout(log.wait_durable(0)).await.unwrap();
@@ -231,7 +233,7 @@ fn group_commit_batches_fdatasyncs() {
             let log = log.clone();
             tasks.push(glommio::spawn_local(async move {
                 for _ in 0..rounds {
-                    let out = log.append(&build_batch(1, 100, 1), 0, 0).unwrap();
+                    let out = log.append_slice(&build_batch(1, 100, 1), 0, 0).unwrap();
                     log.wait_durable(out.last_offset).await.unwrap();
                     assert!(log.high_watermark() > out.last_offset);
                 }
@@ -246,6 +248,52 @@ fn group_commit_batches_fdatasyncs() {
         assert!(
             syncs > 0 && syncs <= (appends / 4) as u64,
             "{syncs} fdatasyncs for {appends} appends"
+        );
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn sequential_disk_reads_are_served_by_read_ahead() {
+    run(|| async {
+        let dir = temp_dir();
+        let config = LogConfig {
+            tail_cache_bytes: 0,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        let mut expected = Vec::new();
+        for i in 0..48 {
+            let b = build_batch(4, 16 << 10, i);
+            let out = log.append_slice(&b, 0, 0).unwrap();
+            expected.extend(stored(b, out.base_offset));
+        }
+        timeout(log.wait_durable(log.log_end_offset() - 1))
+            .await
+            .unwrap();
+        // A random read first: it starts no window.
+        log.read(100, 64 << 10).await.unwrap();
+        assert_eq!(log.readahead.borrow().hits(), 0);
+        let mut read = Vec::new();
+        let mut offset = 0;
+        while offset < log.high_watermark() {
+            let r = log.read(offset, 256 << 10).await.unwrap();
+            let mut pos = 0;
+            while pos < r.records.len() {
+                let h = validate_stored(&r.records[pos..]).expect("whole valid batches");
+                offset = h.last_offset() + 1;
+                pos += h.total_bytes;
+            }
+            read.extend_from_slice(&r.records);
+        }
+        assert!(
+            read == expected,
+            "sequential reads return the log byte for byte"
+        );
+        assert!(
+            log.readahead.borrow().hits() >= 3,
+            "{} reads served by read-ahead",
+            log.readahead.borrow().hits()
         );
         log.close().await.unwrap();
     });
@@ -269,7 +317,7 @@ fn wait_for_data_is_woken_by_append() {
         glommio::timer::sleep(Duration::from_millis(5)).await;
         assert_eq!(log.high_watermark(), 0);
         let b = build_batch(3, 50, 1);
-        log.append(&b, 0, 0).unwrap();
+        log.append_slice(&b, 0, 0).unwrap();
         assert_eq!(timeout(waiter).await, b.len());
         // A dropped waiter leaves no trace (bounded wait list).
         let gone = futures_lite::future::or(
@@ -295,7 +343,7 @@ fn interval_policy_acks_at_once_and_close_flushes() {
             ..small_config()
         };
         let log = PartitionLog::open(dir.path(), config).await.unwrap();
-        let out = log.append(&build_batch(2, 10, 1), 0, 0).unwrap();
+        let out = log.append_slice(&build_batch(2, 10, 1), 0, 0).unwrap();
         assert_eq!(
             log.high_watermark(),
             2,
@@ -316,7 +364,7 @@ fn interval_policy_acks_at_once_and_close_flushes() {
 /// Append `n` single-record batches durably; returns the logical end position of segment 0.
 async fn fill(log: &PartitionLog, n: usize) -> u64 {
     for _ in 0..n {
-        let out = log.append(&build_batch(1, 200, 1), 0, 0).unwrap();
+        let out = log.append_slice(&build_batch(1, 200, 1), 0, 0).unwrap();
         timeout(log.wait_durable(out.last_offset)).await.unwrap();
     }
     let end = log.inner.borrow().segments[0].state.borrow().size;
@@ -346,7 +394,7 @@ fn recovery_truncates_torn_and_garbage_tails_without_resurrection() {
         write_at(&path, end + next.len() as u64 / 2, &[0xAB; 10_000]);
         let log = PartitionLog::open(dir.path(), config).await.unwrap();
         assert_eq!(log.log_end_offset(), 5);
-        let out = log.append(&build_batch(1, 20, 9), 0, 0).unwrap();
+        let out = log.append_slice(&build_batch(1, 20, 9), 0, 0).unwrap();
         assert_eq!(out.base_offset, 5);
         timeout(log.wait_durable(5)).await.unwrap();
         log.close().await.unwrap();
@@ -462,7 +510,7 @@ fn retention_by_bytes_and_time_deletes_closed_segments_only() {
         let log = PartitionLog::open(dir.path(), config).await.unwrap();
         for i in 0..200 {
             let ts = if i < 100 { 1_000 } else { 50_000 };
-            log.append(&build_batch(1, 200, ts), 0, 0).unwrap();
+            log.append_slice(&build_batch(1, 200, ts), 0, 0).unwrap();
         }
         timeout(log.wait_durable(199)).await.unwrap();
         let deleted = log.enforce_retention(10_000).await.unwrap();
@@ -492,7 +540,7 @@ fn offset_for_timestamp_finds_first_batch_at_or_after() {
             .await
             .unwrap();
         for (i, ts) in [100, 300, 200, 400, 500].into_iter().enumerate() {
-            log.append(&build_batch(2, 500, ts), 0, 0).unwrap();
+            log.append_slice(&build_batch(2, 500, ts), 0, 0).unwrap();
             assert_eq!(log.log_end_offset(), 2 * (i as i64 + 1));
         }
         timeout(log.wait_durable(9)).await.unwrap();
@@ -517,7 +565,7 @@ fn shard_storage_single_flight_open_and_delete() {
         let (a, b) = (a.unwrap(), b.unwrap());
         assert!(Rc::ptr_eq(&a, &b));
         assert!(Rc::ptr_eq(&storage.get("t", 0).unwrap(), &a));
-        a.append(&build_batch(1, 10, 1), 0, 0).unwrap();
+        a.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
         timeout(a.wait_durable(0)).await.unwrap();
         storage
             .open_partition("t", 1, LogConfig::default())
@@ -543,10 +591,10 @@ fn never_policy_and_age_based_roll() {
             ..LogConfig::default()
         };
         let log = PartitionLog::open(dir.path(), config).await.unwrap();
-        log.append(&build_batch(1, 10, 1), 0, 0).unwrap();
-        log.append(&build_batch(1, 10, 1), 0, 999).unwrap();
+        log.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
+        log.append_slice(&build_batch(1, 10, 1), 0, 999).unwrap();
         assert_eq!(log.inner.borrow().segments.len(), 1);
-        log.append(&build_batch(1, 10, 1), 0, 1000).unwrap();
+        log.append_slice(&build_batch(1, 10, 1), 0, 1000).unwrap();
         assert_eq!(log.inner.borrow().segments.len(), 2, "rolled by age");
         assert_eq!(log.high_watermark(), 3, "acknowledged at once");
         assert_eq!(read_all(&log, 0).await.len(), 3);
@@ -619,7 +667,7 @@ fn seeded_crash_images_never_lose_acknowledged_data() {
                     1 + next_rand(1500) as usize,
                     next_rand(1000) as i64,
                 );
-                let out = log.append(&b, 0, 0).unwrap();
+                let out = log.append_slice(&b, 0, 0).unwrap();
                 expected.push(stored(b, out.base_offset));
                 match next_rand(4) {
                     0 => {
@@ -640,7 +688,9 @@ fn seeded_crash_images_never_lose_acknowledged_data() {
                             batches.iter().map(|b| b.1.clone()).collect::<Vec<_>>(),
                             expected[..batches.len()]
                         );
-                        let more = recovered.append(&build_batch(1, 10, 1), 0, 0).unwrap();
+                        let more = recovered
+                            .append_slice(&build_batch(1, 10, 1), 0, 0)
+                            .unwrap();
                         assert_eq!(more.base_offset, leo);
                         timeout(recovered.wait_durable(more.last_offset))
                             .await
@@ -664,7 +714,7 @@ fn set_config_takes_effect_on_the_next_append_and_keeps_the_high_watermark() {
             ..small_config()
         };
         let log = PartitionLog::open(dir.path(), never).await.unwrap();
-        log.append(&build_batch(2, 100, 1), 0, 0).unwrap();
+        log.append_slice(&build_batch(2, 100, 1), 0, 0).unwrap();
         assert_eq!(log.high_watermark(), 2);
 
         // Lower max.message.bytes: the same batch is now too large.
@@ -672,7 +722,7 @@ fn set_config_takes_effect_on_the_next_append_and_keeps_the_high_watermark() {
             max_batch_bytes: 64,
             ..never
         });
-        let err = log.append(&build_batch(2, 100, 1), 0, 0).unwrap_err();
+        let err = log.append_slice(&build_batch(2, 100, 1), 0, 0).unwrap_err();
         assert_eq!(err.kafka_code(), 10, "MESSAGE_TOO_LARGE");
         assert_eq!(log.config().max_batch_bytes, 64);
 
@@ -683,7 +733,7 @@ fn set_config_takes_effect_on_the_next_append_and_keeps_the_high_watermark() {
             2,
             "the high watermark never goes back"
         );
-        let out = log.append(&build_batch(1, 100, 1), 0, 0).unwrap();
+        let out = log.append_slice(&build_batch(1, 100, 1), 0, 0).unwrap();
         timeout(log.wait_durable(out.last_offset)).await.unwrap();
         assert_eq!(log.high_watermark(), 3);
 

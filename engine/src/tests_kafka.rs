@@ -28,7 +28,7 @@ fn producer_config() -> LogConfig {
 }
 
 async fn append_durably(log: &PartitionLog, b: &[u8]) -> crate::AppendOutcome {
-    let out = log.append(b, 0, 0).unwrap();
+    let out = log.append_slice(b, 0, 0).unwrap();
     timeout(log.wait_durable(out.last_offset)).await.unwrap();
     out
 }
@@ -51,37 +51,39 @@ fn idempotent_duplicates_get_original_offsets_and_bad_sequences_are_refused() {
             (0, 1, false)
         );
         append_durably(&log, &producer_batch(5, 0, 2, 1)).await;
-        let dup = log.append(&first, 0, 0).unwrap();
+        let dup = log.append_slice(&first, 0, 0).unwrap();
         assert_eq!(
             (dup.base_offset, dup.last_offset, dup.duplicate),
             (0, 1, true)
         );
         assert_eq!(log.log_end_offset(), 3, "a duplicate is not appended");
 
-        let err = log.append(&producer_batch(5, 0, 5, 1), 0, 0).unwrap_err();
+        let err = log
+            .append_slice(&producer_batch(5, 0, 5, 1), 0, 0)
+            .unwrap_err();
         assert_eq!(err.kafka_code(), 45);
         assert!(err.to_string().contains("expected 3, got 5"), "{err}");
         assert_eq!(
-            log.append(&producer_batch(5, 1, 4, 1), 0, 0)
+            log.append_slice(&producer_batch(5, 1, 4, 1), 0, 0)
                 .unwrap_err()
                 .kafka_code(),
             45
         );
         assert_eq!(
-            log.append(&producer_batch(5, 1, 0, 1), 0, 0)
+            log.append_slice(&producer_batch(5, 1, 0, 1), 0, 0)
                 .unwrap()
                 .base_offset,
             3
         );
         assert_eq!(
-            log.append(&producer_batch(5, 0, 3, 1), 0, 0)
+            log.append_slice(&producer_batch(5, 0, 3, 1), 0, 0)
                 .unwrap_err()
                 .kafka_code(),
             47
         );
         // Unknown producer: any sequence is accepted (Kafka >= 2.5).
         assert_eq!(
-            log.append(&producer_batch(9, 0, 40, 1), 0, 0)
+            log.append_slice(&producer_batch(9, 0, 40, 1), 0, 0)
                 .unwrap()
                 .base_offset,
             4
@@ -90,20 +92,22 @@ fn idempotent_duplicates_get_original_offsets_and_bad_sequences_are_refused() {
         // All-or-nothing across the batches of one request, checked against each other.
         let mut request = producer_batch(6, 0, 0, 1);
         request.extend_from_slice(&producer_batch(6, 0, 1, 2));
-        assert_eq!(log.append(&request, 0, 0).unwrap().last_offset, 7);
+        assert_eq!(log.append_slice(&request, 0, 0).unwrap().last_offset, 7);
         let mut bad = producer_batch(6, 0, 3, 1);
         bad.extend_from_slice(&producer_batch(6, 0, 5, 1));
-        assert_eq!(log.append(&bad, 0, 0).unwrap_err().kafka_code(), 45);
+        assert_eq!(log.append_slice(&bad, 0, 0).unwrap_err().kafka_code(), 45);
         assert_eq!(
             log.log_end_offset(),
             8,
             "nothing of the refused request appended"
         );
-        let retry = log.append(&producer_batch(6, 0, 1, 2), 0, 0).unwrap();
+        let retry = log.append_slice(&producer_batch(6, 0, 1, 2), 0, 0).unwrap();
         assert_eq!((retry.base_offset, retry.duplicate), (6, true));
         // A non-idempotent batch is unaffected.
         assert_eq!(
-            log.append(&build_batch(1, 5, 1), 0, 0).unwrap().base_offset,
+            log.append_slice(&build_batch(1, 5, 1), 0, 0)
+                .unwrap()
+                .base_offset,
             8
         );
         timeout(log.wait_durable(8)).await.unwrap();
@@ -114,10 +118,10 @@ fn idempotent_duplicates_get_original_offsets_and_bad_sequences_are_refused() {
         let log = PartitionLog::open(dir.path(), producer_config())
             .await
             .unwrap();
-        let again = log.append(&producer_batch(6, 0, 1, 2), 0, 0).unwrap();
+        let again = log.append_slice(&producer_batch(6, 0, 1, 2), 0, 0).unwrap();
         assert_eq!((again.base_offset, again.duplicate), (6, true));
         assert_eq!(
-            log.append(&producer_batch(5, 0, 3, 1), 0, 0)
+            log.append_slice(&producer_batch(5, 0, 3, 1), 0, 0)
                 .unwrap_err()
                 .kafka_code(),
             47
@@ -131,16 +135,16 @@ fn idempotent_duplicates_get_original_offsets_and_bad_sequences_are_refused() {
         let log = PartitionLog::open(dir.path(), producer_config())
             .await
             .unwrap();
-        let again = log.append(&producer_batch(6, 0, 1, 2), 0, 0).unwrap();
+        let again = log.append_slice(&producer_batch(6, 0, 1, 2), 0, 0).unwrap();
         assert_eq!((again.base_offset, again.duplicate), (6, true));
         assert_eq!(
-            log.append(&producer_batch(5, 1, 2, 1), 0, 0)
+            log.append_slice(&producer_batch(5, 1, 2, 1), 0, 0)
                 .unwrap_err()
                 .kafka_code(),
             45
         );
         assert_eq!(
-            log.append(&producer_batch(5, 1, 1, 1), 0, 0)
+            log.append_slice(&producer_batch(5, 1, 1, 1), 0, 0)
                 .unwrap()
                 .base_offset,
             9
@@ -160,7 +164,7 @@ fn producer_state_after_a_crash_comes_from_roll_snapshots_plus_replay() {
         let mut last = None;
         for seq in 0..120 {
             let b = producer_batch(77, 3, seq, 1);
-            let _ = log.append(&b, 0, 0).unwrap();
+            let _ = log.append_slice(&b, 0, 0).unwrap();
             last = Some(b);
         }
         timeout(log.wait_durable(119)).await.unwrap();
@@ -182,18 +186,20 @@ fn producer_state_after_a_crash_comes_from_roll_snapshots_plus_replay() {
             .await
             .unwrap();
         assert!(*snapshots.last().unwrap() < 120);
-        let dup = recovered.append(last.as_ref().unwrap(), 0, 0).unwrap();
+        let dup = recovered
+            .append_slice(last.as_ref().unwrap(), 0, 0)
+            .unwrap();
         assert_eq!((dup.base_offset, dup.duplicate), (119, true));
         assert_eq!(
             recovered
-                .append(&producer_batch(77, 3, 121, 1), 0, 0)
+                .append_slice(&producer_batch(77, 3, 121, 1), 0, 0)
                 .unwrap_err()
                 .kafka_code(),
             45
         );
         assert_eq!(
             recovered
-                .append(&producer_batch(77, 3, 120, 1), 0, 0)
+                .append_slice(&producer_batch(77, 3, 120, 1), 0, 0)
                 .unwrap()
                 .base_offset,
             120
@@ -238,7 +244,7 @@ fn idle_producers_expire_when_a_snapshot_is_written() {
         assert!(log.inner.borrow().producers.producers.contains_key(&2));
         // An expired producer is unknown again: any sequence is accepted.
         assert!(
-            !log.append(&producer_batch(1, 0, 0, 1), 0, 0)
+            !log.append_slice(&producer_batch(1, 0, 0, 1), 0, 0)
                 .unwrap()
                 .duplicate
         );
@@ -255,7 +261,9 @@ fn log_append_time_stamps_the_batch_and_reseals_the_crc() {
             ..small_config()
         };
         let log = PartitionLog::open(dir.path(), config).await.unwrap();
-        let out = log.append(&build_batch(3, 10, 5), 0, 777_000).unwrap();
+        let out = log
+            .append_slice(&build_batch(3, 10, 5), 0, 777_000)
+            .unwrap();
         assert_eq!(out.log_append_time_ms, 777_000);
         timeout(log.wait_durable(out.last_offset)).await.unwrap();
         log.close().await.unwrap();
@@ -275,7 +283,9 @@ fn log_append_time_stamps_the_batch_and_reseals_the_crc() {
         let log = PartitionLog::open(dir.path(), small_config())
             .await
             .unwrap();
-        let out = log.append(&build_batch(1, 10, 5), 0, 777_000).unwrap();
+        let out = log
+            .append_slice(&build_batch(1, 10, 5), 0, 777_000)
+            .unwrap();
         assert_eq!(out.log_append_time_ms, -1, "CreateTime");
         timeout(log.wait_durable(0)).await.unwrap();
         assert_eq!(
@@ -296,7 +306,7 @@ fn delete_records_moves_the_start_deletes_segments_and_survives_reopen() {
             .await
             .unwrap();
         for _ in 0..200 {
-            log.append(&build_batch(1, 200, 1), 0, 0).unwrap();
+            log.append_slice(&build_batch(1, 200, 1), 0, 0).unwrap();
         }
         timeout(log.wait_durable(199)).await.unwrap();
         assert_eq!(
@@ -340,7 +350,7 @@ fn delete_records_moves_the_start_deletes_segments_and_survives_reopen() {
             200,
             "-1 = high watermark"
         );
-        log.append(&build_batch(1, 10, 1), 0, 0).unwrap();
+        log.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
         timeout(log.wait_durable(200)).await.unwrap();
         assert_eq!(read_all(&log, 200).await.len(), 1);
         log.close().await.unwrap();
@@ -396,7 +406,7 @@ async fn fill_keys(log: &PartitionLog, codec: u8) -> Vec<(i64, Vec<u8>, bool)> {
             .map(|k| (Some(&k[..]), (!tomb(k)).then_some(&value[..])))
             .collect();
         let out = log
-            .append(&build_keyed_batch(&recs, 1000, codec), 0, 0)
+            .append_slice(&build_keyed_batch(&recs, 1000, codec), 0, 0)
             .unwrap();
         for (i, k) in keys.iter().enumerate() {
             appended.push((out.base_offset + i as i64, k.clone(), tomb(k)));
@@ -407,7 +417,7 @@ async fn fill_keys(log: &PartitionLog, codec: u8) -> Vec<(i64, Vec<u8>, bool)> {
         let key = format!("z{i}").into_bytes();
         let value = noise(400, 1000 + i);
         let out = log
-            .append(
+            .append_slice(
                 &build_keyed_batch(&[(Some(&key[..]), Some(&value[..]))], 1000, codec),
                 0,
                 0,
@@ -472,7 +482,10 @@ fn compaction_roundtrip(codec: u8) {
             .await
             .unwrap();
         let keyless = build_keyed_batch(&[(Some(b"a"), Some(b"1")), (None, Some(b"2"))], 1, codec);
-        assert_eq!(log.append(&keyless, 0, 0).unwrap_err().kafka_code(), 87);
+        assert_eq!(
+            log.append_slice(&keyless, 0, 0).unwrap_err().kafka_code(),
+            87
+        );
         let appended = fill_keys(&log, codec).await;
         let before = all_records(&log).await;
         assert_eq!(before.len(), appended.len());
@@ -515,7 +528,7 @@ fn compaction_roundtrip(codec: u8) {
             .iter()
             .any(|(o, k, _)| k == b"k7" && *o < active_base));
         let out = log
-            .append(
+            .append_slice(
                 &build_keyed_batch(&[(Some(b"n"), Some(b"1"))], 1, codec),
                 0,
                 0,
@@ -600,7 +613,7 @@ fn reads_and_appends_run_during_compaction() {
             glommio::spawn_local(async move { log.compact(2000).await.unwrap() })
         };
         let out = log
-            .append(
+            .append_slice(
                 &build_keyed_batch(&[(Some(b"live"), Some(b"1"))], 1, 0),
                 0,
                 0,

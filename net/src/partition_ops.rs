@@ -1,10 +1,11 @@
 //! The work a request does on one partition, the same whether it runs on this shard or arrives over the mesh.
-//! Requests and replies own their data (`Bytes` is shared, not copied) so they can cross shards.
+//! Requests and replies own their data (`Bytes` is shared, not copied) so they can cross shards. Produce data is a
+//! `BytesMut`: the owner shard's log patches offsets into it in place and keeps it.
 
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pinlog_engine::PartitionLog;
 
 use crate::codes;
@@ -20,7 +21,7 @@ pub struct PartitionRequest {
 pub enum PartitionOp {
     /// Append `records` (one or more v2 batches); with acks != 0 wait until durable, at most `timeout`.
     Produce {
-        records: Bytes,
+        records: BytesMut,
         acks: i16,
         timeout: Duration,
     },
@@ -135,7 +136,7 @@ pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> P
             records,
             acks,
             timeout,
-        } => produce(&log, leader_epoch, &records, acks, timeout).await,
+        } => produce(&log, leader_epoch, records, acks, timeout).await,
         PartitionOp::Read { offset, max_bytes } => match log.read(offset, max_bytes).await {
             Ok(read) => PartitionReply::Read {
                 error_code: codes::NONE,
@@ -200,7 +201,7 @@ pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> P
 async fn produce(
     log: &PartitionLog,
     leader_epoch: i32,
-    records: &[u8],
+    records: BytesMut,
     acks: i16,
     timeout: Duration,
 ) -> PartitionReply {

@@ -156,15 +156,21 @@ pub fn dispatch(
         version,
         reason,
     };
+    // Produce keeps the frame: its records become the partitions' owned buffers (see `produce::take_records`).
+    let produce_frame = (api == ApiKey::Produce).then(|| frame.clone());
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, api.request_header_version(version))
         .map_err(|e| malformed(e.to_string()))?;
     let ctx = ctx.clone();
     let id = header.correlation_id;
+    if let Some(frame) = produce_frame {
+        // Every other view of the frame must be gone before the records can own it.
+        drop(header);
+        let request = decode(&mut body, version, malformed)?;
+        drop(body);
+        return Ok((api, produce::dispatch(ctx, id, version, request, frame)));
+    }
     let pending = match api {
-        ApiKey::Produce => {
-            produce::dispatch(ctx, id, version, decode(&mut body, version, malformed)?)
-        }
         ApiKey::Fetch => serve(
             id,
             version,

@@ -6,14 +6,14 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::join_all;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::TopicName;
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::messages::{TopicName, TransactionalId};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::{HeaderStart, PendingResponse, RequestError};
 use crate::codes;
@@ -47,14 +47,17 @@ impl PartitionResult {
 }
 type TopicResults = Vec<(TopicName, Vec<PartitionResult>)>;
 
+/// Starts a decoded Produce request; `frame` is the buffer it was decoded from.
 pub fn dispatch(
     ctx: Rc<ShardContext>,
     correlation_id: i32,
     version: i16,
-    request: ProduceRequest,
+    mut request: ProduceRequest,
+    frame: Bytes,
 ) -> PendingResponse {
     let acks = request.acks;
-    let results = run(ctx, request);
+    let records = take_records(&mut request, frame);
+    let results = run(ctx, request, records);
     if acks == 0 {
         return Box::pin(async move {
             results.await;
@@ -91,10 +94,94 @@ fn response(results: TopicResults) -> ProduceResponse {
     ProduceResponse::default().with_responses(responses)
 }
 
+/// Where one partition's records are: a span of the request frame, or (outside it) their own copy.
+enum Span {
+    Frame { at: usize, len: usize },
+    Copied(BytesMut),
+}
+
+/// Takes every partition's records out of `request` as owned buffers, in request order. They are slices of `frame`,
+/// the request's receive buffer: once no other view of it is left, the buffer itself is split among the partitions
+/// (no copy), so each owner shard's log patches offsets into its part and keeps it in the tail. A part keeps the
+/// whole frame allocated until the last part is evicted. Should a view still be alive, each part is copied instead.
+fn take_records(request: &mut ProduceRequest, frame: Bytes) -> Vec<Option<BytesMut>> {
+    let (base, end) = (
+        frame.as_ptr() as usize,
+        frame.as_ptr() as usize + frame.len(),
+    );
+    let spans: Vec<Option<Span>> = request
+        .topic_data
+        .iter_mut()
+        .flat_map(|t| t.partition_data.iter_mut())
+        .map(|p| {
+            p.records.take().map(|r| {
+                let at = r.as_ptr() as usize;
+                if !r.is_empty() && at >= base && at + r.len() <= end {
+                    Span::Frame {
+                        at: at - base,
+                        len: r.len(),
+                    }
+                } else {
+                    Span::Copied(BytesMut::from(&r[..]))
+                }
+            })
+        })
+        .collect();
+    detach_from_frame(request);
+    let mut in_frame = spans.iter().flatten().filter_map(|s| match s {
+        Span::Frame { at, len } => Some((*at, *len)),
+        Span::Copied(_) => None,
+    });
+    let mut cursor = 0;
+    let ordered = in_frame.all(|(at, len)| {
+        let after = at >= cursor;
+        cursor = at + len;
+        after
+    });
+    let mut unique = match ordered {
+        true => frame.try_into_mut(),
+        false => Err(frame),
+    };
+    let mut cursor = 0;
+    spans
+        .into_iter()
+        .map(|span| {
+            span.map(|span| match (span, &mut unique) {
+                (Span::Copied(own), _) => own,
+                (Span::Frame { at, len }, Ok(buf)) => {
+                    buf.advance(at - cursor);
+                    cursor = at + len;
+                    buf.split_to(len)
+                }
+                (Span::Frame { at, len }, Err(frame)) => BytesMut::from(&frame[at..at + len]),
+            })
+        })
+        .collect()
+}
+
+/// Replaces what the decoder sliced out of the frame, besides the records, with owned copies (a few short strings
+/// per request), so the records can own the frame.
+fn detach_from_frame(request: &mut ProduceRequest) {
+    let own = |s: &StrBytes| StrBytes::from_string(s.as_str().to_owned());
+    request.transactional_id = request
+        .transactional_id
+        .as_ref()
+        .map(|id| TransactionalId(own(&id.0)));
+    request.unknown_tagged_fields.clear();
+    for topic in &mut request.topic_data {
+        topic.name = TopicName(own(&topic.name.0));
+        topic.unknown_tagged_fields.clear();
+        for partition in &mut topic.partition_data {
+            partition.unknown_tagged_fields.clear();
+        }
+    }
+}
+
 /// Starts every partition's append and returns the future of all their answers.
 fn run(
     ctx: Rc<ShardContext>,
     request: ProduceRequest,
+    records: Vec<Option<BytesMut>>,
 ) -> impl std::future::Future<Output = TopicResults> {
     let acks = request.acks;
     let timeout = if request.timeout_ms > 0 {
@@ -115,12 +202,13 @@ fn run(
                 super::topics::auto_create(&ctx, missing).await;
             }
         }
+        let mut records = records.into_iter();
         let topics = request.topic_data.into_iter().map(|topic| {
             let name = topic.name.0.to_string();
             let partitions = join_all(topic.partition_data.into_iter().map(|p| {
                 let ctx = ctx.clone();
                 let index = p.index;
-                let op = match p.records {
+                let op = match records.next().expect("one entry per partition") {
                     _ if !matches!(acks, -1..=1) => Err(codes::INVALID_REQUIRED_ACKS),
                     Some(records) => {
                         ctx.metrics
@@ -201,11 +289,14 @@ pub fn dispatch_legacy(
     let mut as_v3 = BytesMut::with_capacity(frame.len() - body_start + 2);
     as_v3.put_i16(-1); // null transactional id
     as_v3.put_slice(&frame[body_start..]);
-    let mut as_v3 = as_v3.freeze();
-    let request = ProduceRequest::decode(&mut as_v3, CODEC_VERSION_MIN)
+    let as_v3 = as_v3.freeze();
+    let mut body = as_v3.clone();
+    let mut request = ProduceRequest::decode(&mut body, CODEC_VERSION_MIN)
         .map_err(|e| malformed(&e.to_string()))?;
+    drop(body);
     let acks = request.acks;
-    let results = run(ctx.clone(), request);
+    let records = take_records(&mut request, as_v3);
+    let results = run(ctx.clone(), request, records);
     Ok(Box::pin(async move {
         let results = results.await;
         (acks != 0).then(|| legacy_response(start.correlation_id, version, &results))
@@ -232,4 +323,79 @@ fn legacy_response(correlation_id: i32, version: i16, results: &TopicResults) ->
         out.put_i32(0); // throttle time
     }
     finish_response(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::protocol::Encodable;
+
+    /// A Produce v9 body with two topics of two partitions each; partition p's records are `[p + 1; 100 + p]`.
+    fn frame() -> Bytes {
+        let topic = |name: &str, first: i32| {
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(name.into())))
+                .with_partition_data(
+                    (first..first + 2)
+                        .map(|p| {
+                            PartitionProduceData::default()
+                                .with_index(p)
+                                .with_records(Some(Bytes::from(vec![
+                                    p as u8 + 1;
+                                    100 + p as usize
+                                ])))
+                        })
+                        .collect(),
+                )
+        };
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![topic("a", 0), topic("b", 2)]);
+        let mut out = BytesMut::new();
+        request.encode(&mut out, 9).unwrap();
+        out.freeze()
+    }
+
+    fn decode(frame: &Bytes) -> ProduceRequest {
+        let mut body = frame.clone();
+        ProduceRequest::decode(&mut body, 9).unwrap()
+    }
+
+    fn check_contents(parts: &[Option<BytesMut>]) {
+        assert_eq!(parts.len(), 4);
+        for (p, part) in parts.iter().enumerate() {
+            assert_eq!(part.as_deref(), Some(&vec![p as u8 + 1; 100 + p][..]));
+        }
+    }
+
+    #[test]
+    fn records_take_over_the_frame_without_a_copy() {
+        let frame = frame();
+        let (base, len) = (frame.as_ptr() as usize, frame.len());
+        let mut request = decode(&frame);
+        let parts = take_records(&mut request, frame);
+        check_contents(&parts);
+        for part in parts.iter().flatten() {
+            let at = part.as_ptr() as usize;
+            assert!(
+                at >= base && at + part.len() <= base + len,
+                "part lives in the frame"
+            );
+        }
+    }
+
+    #[test]
+    fn records_are_copied_while_another_view_of_the_frame_lives() {
+        let frame = frame();
+        let view = frame.slice(0..4);
+        let mut request = decode(&frame);
+        let parts = take_records(&mut request, frame);
+        check_contents(&parts);
+        assert!(parts
+            .iter()
+            .flatten()
+            .all(|p| !(view.as_ptr()..view.as_ptr().wrapping_add(200)).contains(&p.as_ptr())));
+    }
 }

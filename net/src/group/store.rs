@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use bytes::BytesMut;
+
 use pinlog_engine::PartitionLog;
 
 use super::codes::COORDINATOR_NOT_AVAILABLE;
@@ -34,7 +36,9 @@ pub fn append(
     records: &[GroupRecord],
 ) -> Result<i64, StoreError> {
     let batch = encode_batch(records, now_ms())?;
-    Ok(log.append(&batch, leader_epoch, now_ms())?.last_offset)
+    Ok(log
+        .append(BytesMut::from(batch), leader_epoch, now_ms())?
+        .last_offset)
 }
 
 /// Waits until `last_offset` is durable, at most `timeout`; the Kafka error code of the outcome.
