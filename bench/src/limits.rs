@@ -1,6 +1,6 @@
 //! The machine's physical limits, measured with fio and iperf3, so every result can say what fraction of the hardware
-//! the broker reached: sequential O_DIRECT write bandwidth (1 MiB blocks), 4 KiB write + fdatasync latency, and
-//! loopback TCP bandwidth.
+//! the broker reached: sequential O_DIRECT write and read bandwidth (1 MiB blocks), 4 KiB write + fdatasync latency,
+//! and loopback TCP bandwidth.
 //!
 //! fio runs on the broker's data directory (a tmpfs would lie: no O_DIRECT, no real fdatasync). The figures are cached
 //! in a JSON file for an hour ([`CACHE_MAX_AGE_S`]) so smoke runs do not re-run fio.
@@ -34,6 +34,8 @@ pub struct Limits {
     pub fio_seq_write_mb_s: Option<f64>,
     /// The same at queue depth 1.
     pub fio_seq_write_qd1_mb_s: Option<f64>,
+    /// fio sequential read of the QD32 file, 1 MiB blocks, O_DIRECT, queue depth 32: the ceiling of a catch-up read.
+    pub fio_seq_read_mb_s: Option<f64>,
     /// fio 4 KiB buffered write followed by fdatasync, fdatasync latency.
     pub fdatasync_p50_ms: Option<f64>,
     pub fdatasync_p99_ms: Option<f64>,
@@ -93,13 +95,15 @@ impl Limits {
         } else {
             "libaio"
         };
-        match fio_seq_write(&dir, engine, 32) {
-            Ok(mb) => limits.fio_seq_write_mb_s = Some(mb),
-            Err(e) => limits.notes.push(e.to_string()),
-        }
-        match fio_seq_write(&dir, engine, 1) {
-            Ok(mb) => limits.fio_seq_write_qd1_mb_s = Some(mb),
-            Err(e) => limits.notes.push(e.to_string()),
+        for (rw, depth, field) in [
+            (Seq::Write, 32, &mut limits.fio_seq_write_mb_s),
+            (Seq::Read, 32, &mut limits.fio_seq_read_mb_s),
+            (Seq::Write, 1, &mut limits.fio_seq_write_qd1_mb_s),
+        ] {
+            match fio_seq(&dir, engine, depth, rw) {
+                Ok(mb) => *field = Some(mb),
+                Err(e) => limits.notes.push(e.to_string()),
+            }
         }
         match fio_fdatasync(&dir) {
             Ok((p50, p99)) => {
@@ -154,32 +158,46 @@ fn fio_has_engine(engine: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Sequential O_DIRECT write bandwidth in MB/s (10^6 bytes).
-fn fio_seq_write(dir: &Path, engine: &str, depth: u32) -> Result<f64, BenchError> {
+/// Direction of a sequential fio run.
+#[derive(Clone, Copy)]
+enum Seq {
+    Write,
+    Read,
+}
+
+impl Seq {
+    /// fio's `--rw` value and the key of its figures in the JSON output.
+    fn name(self) -> &'static str {
+        match self {
+            Seq::Write => "write",
+            Seq::Read => "read",
+        }
+    }
+}
+
+/// Sequential O_DIRECT bandwidth in MB/s (10^6 bytes).
+fn fio_seq(dir: &Path, engine: &str, depth: u32, rw: Seq) -> Result<f64, BenchError> {
     let json = run_json(
         "fio",
         Command::new("fio")
-            // A fresh file per depth, so neither run overwrites blocks the other already wrote.
+            // Writes get a fresh file per depth, so neither run overwrites blocks the other already wrote; the read
+            // names the QD32 file, so it reads what that write left.
             .arg(format!("--name=seqwrite-qd{depth}"))
             .arg(format!("--directory={}", dir.display()))
-            .args([
-                "--rw=write",
-                "--bs=1m",
-                "--direct=1",
-                "--numjobs=1",
-                "--end_fsync=1",
-            ])
+            .arg(format!("--rw={}", rw.name()))
+            .args(["--bs=1m", "--direct=1", "--numjobs=1", "--end_fsync=1"])
             .arg(format!("--size={FIO_SEQ_SIZE}"))
             .arg(format!("--ioengine={engine}"))
             .arg(format!("--iodepth={depth}"))
             .arg("--output-format=json"),
     )?;
-    seq_write_mb_s(&json).ok_or_else(|| tool_error("fio", "no write bandwidth in output"))
+    seq_mb_s(&json, rw)
+        .ok_or_else(|| tool_error("fio", format!("no {} bandwidth in output", rw.name())))
 }
 
-/// `jobs[0].write.bw_bytes` in MB/s.
-pub fn seq_write_mb_s(json: &Value) -> Option<f64> {
-    let bw = json["jobs"][0]["write"]["bw_bytes"].as_f64()?;
+/// `jobs[0].<write|read>.bw_bytes` in MB/s.
+fn seq_mb_s(json: &Value, rw: Seq) -> Option<f64> {
+    let bw = json["jobs"][0][rw.name()]["bw_bytes"].as_f64()?;
     Some(bw / 1e6)
 }
 
@@ -265,13 +283,14 @@ mod tests {
     #[test]
     fn parses_fio_json() {
         let json: Value = serde_json::from_str(
-            r#"{"jobs":[{"write":{"bw_bytes":1350000000},"sync":{"lat_ns":{"percentile":
+            r#"{"jobs":[{"write":{"bw_bytes":1350000000},"read":{"bw_bytes":1400000000},"sync":{"lat_ns":{"percentile":
                {"50.000000":180000,"99.000000":4200000}}}}]}"#,
         )
         .unwrap();
-        assert_eq!(seq_write_mb_s(&json), Some(1350.0));
+        assert_eq!(seq_mb_s(&json, Seq::Write), Some(1350.0));
+        assert_eq!(seq_mb_s(&json, Seq::Read), Some(1400.0));
         assert_eq!(sync_percentiles_ms(&json), Some((0.18, 4.2)));
-        assert_eq!(seq_write_mb_s(&Value::Null), None);
+        assert_eq!(seq_mb_s(&Value::Null, Seq::Write), None);
     }
 
     #[test]

@@ -107,9 +107,10 @@ pub fn summary(r: &BenchResult) -> String {
     );
     let _ = writeln!(
         out,
-        "limits: fio seq write {} MB/s (QD1 {}), fdatasync p50 {} ms p99 {} ms, loopback {} Gbit/s",
+        "limits: fio seq write {} MB/s (QD1 {}), read {} MB/s, fdatasync p50 {} ms p99 {} ms, loopback {} Gbit/s",
         opt(r.limits.fio_seq_write_mb_s, 0),
         opt(r.limits.fio_seq_write_qd1_mb_s, 0),
+        opt(r.limits.fio_seq_read_mb_s, 0),
         opt(r.limits.fdatasync_p50_ms, 3),
         opt(r.limits.fdatasync_p99_ms, 3),
         opt(r.limits.iperf3_loopback_gbit_s, 1)

@@ -283,6 +283,7 @@ count = 1
             data_dir: "/d".into(),
             fio_seq_write_mb_s: Some(1000.0),
             fio_seq_write_qd1_mb_s: Some(600.0),
+            fio_seq_read_mb_s: Some(1100.0),
             fdatasync_p50_ms: Some(0.2),
             fdatasync_p99_ms: Some(2.0),
             iperf3_loopback_gbit_s: Some(20.0),

@@ -32,6 +32,10 @@ use crate::workload::{Acks, Workload};
 const CONSUMERS_READY_TIMEOUT_S: u64 = 60;
 /// Catch-up runs stop after this many times `duration_s` even if consumers have not caught up.
 const CATCHUP_DURATION_FACTOR: u64 = 10;
+/// How often the fill prints its progress line.
+const FILL_PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How often a catch-up checks whether its fill producers or consumers have finished.
+const CATCHUP_POLL: Duration = Duration::from_millis(5);
 
 /// Everything a run needs besides the workload's own settings.
 pub struct RunOptions {
@@ -233,8 +237,14 @@ fn fill_topic(
                 scope.spawn(move || driver.produce(&job, live))
             })
             .collect();
+        // Polled often so the fill's end (and MB/s) is not rounded to the progress interval.
+        let mut next_progress = start + FILL_PROGRESS_EVERY;
         while opts.progress && !handles.iter().all(|h| h.is_finished()) {
-            thread::sleep(Duration::from_millis(500));
+            thread::sleep(CATCHUP_POLL);
+            if Instant::now() < next_progress {
+                continue;
+            }
+            next_progress += FILL_PROGRESS_EVERY;
             let bytes = live.produced_bytes.load(Relaxed);
             eprint!(
                 "\r[fill {:>5.1}s] {:>9.1} MB of {:.1} MB",
@@ -333,10 +343,12 @@ fn measure<T>(
         w.duration_s
     };
     for s in 0..limit_s {
-        let next = start + Duration::from_secs(s + 1);
-        thread::sleep(next.saturating_duration_since(Instant::now()));
+        let second_start = start + Duration::from_secs(s);
+        let caught_up = wait_second(second_start + Duration::from_secs(1), catch_up, consumers);
         let now = Snapshot::take(live, pid);
-        let second = second_between(s as u32, &previous, &now, 1.0);
+        // A catch-up ends the moment the consumers do: its last second is a partial one.
+        let span = second_start.elapsed().as_secs_f64().clamp(1e-3, 1.0);
+        let second = second_between(s as u32, &previous, &now, span);
         if opts.progress {
             eprint!(
                 "\r{}",
@@ -345,7 +357,7 @@ fn measure<T>(
         }
         series.push(second);
         previous = now;
-        if catch_up && consumers.iter().all(|c| c.is_finished()) {
+        if caught_up {
             break;
         }
     }
@@ -372,6 +384,25 @@ fn measure<T>(
         },
         series,
         reports: Vec::new(),
+    }
+}
+
+/// Sleeps until `until`; a catch-up also wakes every [`CATCHUP_POLL`] to end the window as soon as every consumer
+/// has finished (so its MB/s is not rounded to whole seconds). True if they have.
+fn wait_second<T>(until: Instant, catch_up: bool, consumers: &[ScopedJoinHandle<'_, T>]) -> bool {
+    loop {
+        if catch_up && consumers.iter().all(|c| c.is_finished()) {
+            return true;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        thread::sleep(if catch_up {
+            left.min(CATCHUP_POLL)
+        } else {
+            left
+        });
     }
 }
 

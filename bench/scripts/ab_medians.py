@@ -1,0 +1,59 @@
+"""Prints the rounds of an ab.sh run and the median of each figure per broker, with the B/A ratio of the medians.
+
+Usage: python3 bench/scripts/ab_medians.py target/bench-ab/<stamp>
+"""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+# (label, path into the result JSON)
+FIGURES = [
+    ("produce MB/s", ("produce", "mb_s")),
+    ("consume MB/s", ("consume", "mb_s")),
+    ("publish p50 ms", ("publish_latency_ms", "p50")),
+    ("publish p99 ms", ("publish_latency_ms", "p99")),
+    ("e2e p99 ms", ("e2e_latency_ms", "p99")),
+    ("server cores", ("cpu", "server_cores")),
+    ("client cores", ("cpu", "client_cores")),
+]
+
+
+def figure(result, path):
+    value = result
+    for key in path:
+        if not isinstance(value, dict) or value.get(key) is None:
+            return None
+        value = value[key]
+    return float(value)
+
+
+def main(out_dir):
+    sides = {}
+    for path in sorted(Path(out_dir).glob("*-*.json")):
+        side = path.stem.split("-")[0]
+        sides.setdefault(side, []).append(json.loads(path.read_text()))
+    if set(sides) != {"a", "b"}:
+        sys.exit(f"ab_medians: expected results of brokers a and b in {out_dir}, found {sorted(sides)}")
+    print(f"{'figure':<16} {'side':<4} {'rounds':<40} {'median':>10}")
+    medians = {}
+    for label, path in FIGURES:
+        for side in ("a", "b"):
+            values = [v for v in (figure(r, path) for r in sides[side]) if v is not None]
+            if not values:
+                continue
+            medians[(label, side)] = statistics.median(values)
+            rounds = " ".join(f"{v:.2f}" for v in values)
+            print(f"{label:<16} {side:<4} {rounds:<40} {medians[(label, side)]:>10.2f}")
+    print()
+    for label, _ in FIGURES:
+        a, b = medians.get((label, "a")), medians.get((label, "b"))
+        if a and b is not None:
+            print(f"{label:<16} B/A = {b / a:.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
