@@ -4,23 +4,28 @@
 # reference of the half-of-max latency workload.
 #
 # Usage: bench/scripts/run-suite.sh [--driver native|rdkafka] [--broker-name NAME] [--peer 'CMD {data_dir} {port}']
+#                                   [--vs 'CMD {data_dir} {port}' [--vs-name NAME]]
 #                                   [--bootstrap HOST:PORT] [--duration-s N] [--warmup-s N] [WORKLOAD.toml...]
 #   --peer       start this command instead of pinlog ({data_dir} and {port} are filled in), e.g. a Kafka or Redpanda
+#   --vs         after each workload, run it again against this broker (same limits, same run) and write
+#                <workload>.<vs-name>.json and <workload>-vs-<vs-name>.md with the ratios
 #   --bootstrap  use an already running broker instead of starting one (CPU of the server is then not measured)
 #   Data dirs go under target/bench-data (on the disk; tmpfs is refused). Default workloads: all in bench/workloads.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$bench_repo"
 
-driver=native broker_name=pinlog peer="" bootstrap="" extra=() workloads=()
+driver=native broker_name=pinlog peer="" bootstrap="" vs="" vs_name=peer extra=() workloads=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --driver) driver="$2"; shift 2 ;;
         --broker-name) broker_name="$2"; shift 2 ;;
         --peer) peer="$2"; shift 2 ;;
+        --vs) vs="$2"; shift 2 ;;
+        --vs-name) vs_name="$2"; shift 2 ;;
         --bootstrap) bootstrap="$2"; shift 2 ;;
         --duration-s|--warmup-s|--fill-bytes-max|--partitions-max) extra+=("$1" "$2"); shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) workloads+=("$1"); shift ;;
     esac
 done
@@ -32,6 +37,10 @@ if [ "${#workloads[@]}" -eq 0 ]; then
     done
 fi
 [ -n "$peer" ] && [ "$broker_name" = pinlog ] && broker_name=peer
+if [ -n "$vs" ] && [ -n "$bootstrap" ]; then
+    echo "bench: --vs needs brokers the script starts, not --bootstrap" >&2
+    exit 2
+fi
 
 if [ -z "$peer" ] && [ -z "$bootstrap" ]; then
     cargo build --release -q -p pinlog --bin pinlog
@@ -41,6 +50,7 @@ bench_bin="$bench_repo/target/release/pinlog-bench"
 
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 out_dir="bench/results/$stamp-$broker_name-$driver"
+[ -n "$vs" ] && out_dir="$out_dir-vs-$vs_name"
 data_root="$bench_repo/target/bench-data/$stamp"
 mkdir -p "$out_dir" "$data_root"
 check_disk "$data_root"
@@ -48,34 +58,44 @@ trap 'stop_broker' EXIT
 
 "$bench_bin" limits --data-dir "$data_root"
 
-reference=()
-results=()
-for w in "${workloads[@]}"; do
-    name="$(basename "$w" .toml)"
-    echo "=== $name ($broker_name, $driver driver)"
-    data_dir="$data_root/$name"
-    pid_args=()
+# run_workload WORKLOAD NAME BROKER_CMD OUT_JSON REFERENCE_JSON: one workload on a fresh broker and data dir.
+# BROKER_CMD empty means pinlog; REFERENCE_JSON (may be empty) is the same broker's max-throughput result.
+run_workload() {
+    local w="$1" name="$2" cmd="$3" out="$4" ref="$5" data_dir="$data_root/$2" target status=0
+    local pid_args=() ref_args=()
+    [ -n "$ref" ] && [ -f "$ref" ] && ref_args=(--reference "$ref")
     if [ -z "$bootstrap" ]; then
+        local port
         port="$(free_port)"
-        start_broker "$data_dir" "$port" "$out_dir/$name.broker.log" "$peer"
+        start_broker "$data_dir" "$port" "${out%.json}.broker.log" "$cmd"
         target="127.0.0.1:$port"
         pid_args=(--server-pid "$BROKER_PID")
     else
         target="$bootstrap"
         mkdir -p "$data_dir"
     fi
-    status=0
-    "$bench_bin" run --workload "$w" --bootstrap "$target" --driver "$driver" --broker-name "$broker_name" \
-        "${pid_args[@]}" --data-dir "$data_root" --out "$out_dir/$name.json" "${reference[@]}" "${extra[@]}" \
-        || status=$?
+    "$bench_bin" run --workload "$w" --bootstrap "$target" --driver "$driver" --broker-name "$name" \
+        "${pid_args[@]}" --data-dir "$data_root" --out "$out" "${ref_args[@]}" "${extra[@]}" || status=$?
     [ -z "$bootstrap" ] && stop_broker
     rm -rf "$data_dir"
     if [ "$status" -ne 0 ]; then
-        echo "bench: $name exited $status (result kept if written)" >&2
+        echo "bench: $(basename "$w" .toml) on $name exited $status (result kept if written)" >&2
     fi
+}
+
+results=()
+for w in "${workloads[@]}"; do
+    name="$(basename "$w" .toml)"
+    echo "=== $name ($broker_name, $driver driver)"
+    run_workload "$w" "$broker_name" "$peer" "$out_dir/$name.json" "$out_dir/max-throughput-1k.json"
     [ -f "$out_dir/$name.json" ] && results+=("$out_dir/$name.json")
-    if [ "$name" = max-throughput-1k ] && [ -f "$out_dir/$name.json" ]; then
-        reference=(--reference "$out_dir/$name.json")
+    if [ -n "$vs" ]; then
+        echo "=== $name ($vs_name, $driver driver)"
+        run_workload "$w" "$vs_name" "$vs" "$out_dir/$name.$vs_name.json" "$out_dir/max-throughput-1k.$vs_name.json"
+        if [ -f "$out_dir/$name.json" ] && [ -f "$out_dir/$name.$vs_name.json" ]; then
+            "$bench_bin" compare "$out_dir/$name.json" "$out_dir/$name.$vs_name.json" \
+                --out "$out_dir/$name-vs-$vs_name" > /dev/null
+        fi
     fi
 done
 if [ "${#results[@]}" -ge 2 ]; then
