@@ -25,7 +25,8 @@ use crate::segment::{align_down, align_up, preallocation_target, Segment, SEGMEN
 use glommio::io::{DmaBuffer, DmaFile};
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 /// Largest single write of the group commit.
 pub const FLUSH_BYTES_MAX: usize = 4 << 20;
@@ -143,7 +144,12 @@ impl PartitionLog {
                 let len = buf.len();
                 self.ensure_allocated(seg, &file, job.file_pos + len as u64)
                     .await?;
+                let started = Instant::now();
                 let written = file.write_at(buf, job.file_pos).await?;
+                self.metrics.write_latency.record(started.elapsed());
+                self.metrics
+                    .written_bytes_total
+                    .fetch_add(written as u64, Relaxed);
                 if written != len {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
@@ -166,7 +172,9 @@ impl PartitionLog {
         }
         let sync = finalize || (job.is_some() && self.config().flush != FlushPolicy::Never);
         if sync {
+            let started = Instant::now();
             file.fdatasync().await?;
+            self.metrics.fdatasync_latency.record(started.elapsed());
             self.inner.borrow_mut().fdatasyncs += 1;
         }
         if let Some(job) = job {

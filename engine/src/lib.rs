@@ -20,6 +20,7 @@ mod index;
 mod iopoll_probe;
 mod log;
 mod log_start;
+mod metrics;
 mod producer_snapshot;
 mod producer_state;
 mod readahead;
@@ -35,6 +36,7 @@ pub use compaction::CompactionStats;
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType, MAX_BATCH_BYTES_DEFAULT};
 pub use error::{AppendError, DeleteRecordsError, EngineError, ReadError};
 pub use log::{AppendOutcome, PartitionLog, ReadOutcome};
+pub use metrics::{LatencyHistogram, StorageMetrics};
 pub use storage::{remove_interrupted_deletes, ShardStorage};
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::batch::{self, HEADER_BYTES};
 use crate::config::{FlushPolicy, LogConfig, TimestampType};
 use crate::error::{copy_io_error, AppendError, EngineError, ReadError};
 use crate::log_start;
+use crate::metrics::StorageMetrics;
 use crate::producer_snapshot;
 use crate::producer_state::{BatchMeta, ProducerStateMap, Staged, Verdict};
 use crate::readahead::Readahead;
@@ -39,6 +40,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 /// Smallest DMA read on the fetch path.
 const READ_CHUNK_BYTES: u64 = 64 << 10;
@@ -117,6 +119,8 @@ pub struct PartitionLog {
     pub(crate) checkpoint_waiters: WaitList,
     /// The next window of a sequential disk reader, read in the background.
     pub(crate) readahead: RefCell<Readahead>,
+    /// The shard's storage metrics (shared by its partitions, read by the metrics endpoint).
+    pub(crate) metrics: Arc<StorageMetrics>,
 }
 
 impl PartitionLog {
@@ -124,6 +128,15 @@ impl PartitionLog {
     /// checkpoint is applied and the producer state rebuilt: the newest snapshot not beyond the
     /// recovered end, plus the batches after it.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<Rc<PartitionLog>, EngineError> {
+        Self::open_recording(dir, config, Arc::default()).await
+    }
+
+    /// [`PartitionLog::open`], recording the group commit's disk latencies into the shard's `metrics`.
+    pub async fn open_recording(
+        dir: &Path,
+        config: LogConfig,
+        metrics: Arc<StorageMetrics>,
+    ) -> Result<Rc<PartitionLog>, EngineError> {
         let segments = recovery::recover_dir(dir, &config).await?;
         let next_offset = segments
             .last()
@@ -171,6 +184,7 @@ impl PartitionLog {
             idle_waiters: WaitList::default(),
             checkpoint_waiters: WaitList::default(),
             readahead: RefCell::default(),
+            metrics,
         });
         let replayed = log
             .replay_producer_state(replay_from.max(log_start))

@@ -7,11 +7,13 @@
 use crate::config::LogConfig;
 use crate::error::EngineError;
 use crate::log::PartitionLog;
+use crate::metrics::StorageMetrics;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 type OpenResult = Result<Rc<PartitionLog>, Rc<EngineError>>;
@@ -23,6 +25,7 @@ enum Slot {
 
 pub struct ShardStorage {
     data_dir: PathBuf,
+    metrics: Arc<StorageMetrics>,
     partitions: RefCell<HashMap<(String, i32), Slot>>,
 }
 
@@ -54,9 +57,11 @@ pub fn remove_interrupted_deletes(data_dir: &Path) -> Result<usize, EngineError>
 }
 
 impl ShardStorage {
-    pub fn new(data_dir: PathBuf) -> ShardStorage {
+    /// The partitions of one shard under `data_dir`; their group commits record into `metrics`.
+    pub fn new(data_dir: PathBuf, metrics: Arc<StorageMetrics>) -> ShardStorage {
         ShardStorage {
             data_dir,
+            metrics,
             partitions: RefCell::new(HashMap::new()),
         }
     }
@@ -91,9 +96,14 @@ impl ShardStorage {
                 Some(Slot::Opening(f)) => f.clone(),
                 None => {
                     let dir = self.partition_dir(topic, partition);
-                    let f = async move { PartitionLog::open(&dir, config).await.map_err(Rc::new) }
-                        .boxed_local()
-                        .shared();
+                    let metrics = self.metrics.clone();
+                    let f = async move {
+                        PartitionLog::open_recording(&dir, config, metrics)
+                            .await
+                            .map_err(Rc::new)
+                    }
+                    .boxed_local()
+                    .shared();
                     parts.insert(key.clone(), Slot::Opening(f.clone()));
                     f
                 }

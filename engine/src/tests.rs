@@ -557,7 +557,8 @@ fn offset_for_timestamp_finds_first_batch_at_or_after() {
 fn shard_storage_single_flight_open_and_delete() {
     run(|| async {
         let dir = temp_dir();
-        let storage = ShardStorage::new(dir.path().to_path_buf());
+        let metrics = std::sync::Arc::new(crate::StorageMetrics::default());
+        let storage = ShardStorage::new(dir.path().to_path_buf(), metrics.clone());
         let (a, b) = futures::join!(
             storage.open_partition("t", 0, LogConfig::default()),
             storage.open_partition("t", 0, LogConfig::default())
@@ -567,6 +568,15 @@ fn shard_storage_single_flight_open_and_delete() {
         assert!(Rc::ptr_eq(&storage.get("t", 0).unwrap(), &a));
         a.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
         timeout(a.wait_durable(0)).await.unwrap();
+        // The partition's group commit records into the shard's metrics.
+        assert_eq!(metrics.write_latency.count(), a.fdatasync_count());
+        assert_eq!(metrics.fdatasync_latency.count(), a.fdatasync_count());
+        assert!(a.fdatasync_count() >= 1);
+        let written = metrics
+            .written_bytes_total
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let batch_bytes = build_batch(1, 10, 1).len() as u64;
+        assert!(written >= batch_bytes, "{written} bytes written");
         storage
             .open_partition("t", 1, LogConfig::default())
             .await

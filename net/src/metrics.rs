@@ -12,37 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
+use pinlog_engine::{LatencyHistogram, StorageMetrics};
 
 use crate::api::SUPPORTED_APIS;
-
-/// Histogram bucket upper bounds grow by 2x from 16 µs; the last finite bound is ~67 s.
-const LATENCY_BUCKETS: usize = 23;
-const LATENCY_BUCKET_FIRST_US: u64 = 16;
-
-#[derive(Default)]
-pub struct LatencyHistogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS],
-    overflow: AtomicU64,
-    sum_us: AtomicU64,
-}
-
-impl LatencyHistogram {
-    pub fn record(&self, elapsed: Duration) {
-        let us = elapsed.as_micros() as u64;
-        let index = (us.max(1).div_ceil(LATENCY_BUCKET_FIRST_US))
-            .next_power_of_two()
-            .trailing_zeros() as usize;
-        match self.buckets.get(index) {
-            Some(bucket) => bucket.fetch_add(1, Relaxed),
-            None => self.overflow.fetch_add(1, Relaxed),
-        };
-        self.sum_us.fetch_add(us, Relaxed);
-    }
-
-    fn bound_seconds(index: usize) -> f64 {
-        (LATENCY_BUCKET_FIRST_US << index) as f64 / 1e6
-    }
-}
 
 #[derive(Default)]
 pub struct ShardMetrics {
@@ -60,6 +32,8 @@ pub struct ShardMetrics {
     pub partitions_open: AtomicU64,
     requests_total: [AtomicU64; SUPPORTED_APIS.len()],
     request_latency: [LatencyHistogram; SUPPORTED_APIS.len()],
+    /// Recorded by the shard's partition logs (group commit write and fdatasync latency).
+    pub storage: Arc<StorageMetrics>,
 }
 
 impl ShardMetrics {
@@ -78,6 +52,9 @@ impl ShardMetrics {
 
 /// Picks one counter or gauge out of a shard's metrics.
 type Field = fn(&ShardMetrics) -> &AtomicU64;
+
+/// Picks one latency histogram out of a shard's storage metrics.
+type StorageHistogram = fn(&StorageMetrics) -> &LatencyHistogram;
 
 /// Renders every shard's metrics in the Prometheus text exposition format.
 pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
@@ -121,27 +98,31 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
                 "pinlog_requests_total{{{labels}}} {}",
                 m.requests_total[i].load(Relaxed)
             );
-            let h = &m.request_latency[i];
-            let mut cumulative = 0;
-            for (b, bucket) in h.buckets.iter().enumerate() {
-                cumulative += bucket.load(Relaxed);
-                let le = LatencyHistogram::bound_seconds(b);
-                let _ = writeln!(
-                    out,
-                    "pinlog_request_latency_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            cumulative += h.overflow.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "pinlog_request_latency_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
+            m.request_latency[i].write_prometheus(
+                &mut out,
+                "pinlog_request_latency_seconds",
+                &labels,
             );
-            let sum = h.sum_us.load(Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "pinlog_request_latency_seconds_sum{{{labels}}} {sum}");
-            let _ = writeln!(
-                out,
-                "pinlog_request_latency_seconds_count{{{labels}}} {cumulative}"
-            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE pinlog_storage_written_bytes_total counter");
+    for (shard, m) in shards.iter().enumerate() {
+        let written = m.storage.written_bytes_total.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "pinlog_storage_written_bytes_total{{shard=\"{shard}\"}} {written}"
+        );
+    }
+    let storage_histograms: [(&str, StorageHistogram); 2] = [
+        ("pinlog_storage_write_latency_seconds", |s| &s.write_latency),
+        ("pinlog_storage_fdatasync_latency_seconds", |s| {
+            &s.fdatasync_latency
+        }),
+    ];
+    for (name, get) in storage_histograms {
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (shard, m) in shards.iter().enumerate() {
+            get(&m.storage).write_prometheus(&mut out, name, &format!("shard=\"{shard}\""));
         }
     }
     out
@@ -176,15 +157,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_and_rendering() {
+    fn request_and_storage_metrics_render() {
         let m = ShardMetrics::new();
         m.request_done(ApiKey::Produce, Duration::from_micros(10));
         m.request_done(ApiKey::Produce, Duration::from_micros(20));
         m.request_done(ApiKey::Produce, Duration::from_secs(1000));
-        let h = &m.request_latency[0];
-        assert_eq!(h.buckets[0].load(Relaxed), 1, "10 µs <= 16 µs");
-        assert_eq!(h.buckets[1].load(Relaxed), 1, "20 µs <= 32 µs");
-        assert_eq!(h.overflow.load(Relaxed), 1);
+        m.storage
+            .fdatasync_latency
+            .record(Duration::from_micros(300));
+        m.storage.written_bytes_total.fetch_add(4096, Relaxed);
         let text = render(&[m]);
         assert!(
             text.contains("pinlog_requests_total{shard=\"0\",api=\"Produce\"} 3"),
@@ -193,5 +174,13 @@ mod tests {
         assert!(text.contains(
             "pinlog_request_latency_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"+Inf\"} 3"
         ));
+        assert!(text.contains("pinlog_storage_written_bytes_total{shard=\"0\"} 4096\n"));
+        assert!(text.contains(
+            "pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"0\",le=\"0.000256\"} 0\n"
+        ));
+        assert!(text.contains(
+            "pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"0\",le=\"0.000512\"} 1\n"
+        ));
+        assert!(text.contains("pinlog_storage_write_latency_seconds_count{shard=\"0\"} 0\n"));
     }
 }

@@ -69,7 +69,7 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
         shard_id: params.shard_id,
         shard_count: params.shard_count,
         config: Rc::new(params.config),
-        storage: ShardStorage::new(params.data_dir),
+        storage: ShardStorage::new(params.data_dir, params.metrics.storage.clone()),
         metadata,
         mesh,
         connections: Cell::new(0),

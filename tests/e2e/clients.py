@@ -6,6 +6,7 @@ Every loop here is bounded by a deadline; a client that hangs fails the test ins
 from __future__ import annotations
 
 import time
+import urllib.request
 from typing import Callable, Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
@@ -104,3 +105,11 @@ def confluent_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[in
         }
     finally:
         consumer.close()
+
+
+def metric_sum(address: str, name: str) -> float:
+    """The sum over every label set of metric `name` (a counter, or a histogram's `_count`/`_sum`) scraped from a
+    node's Prometheus endpoint at `address`."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import urllib.request
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -17,6 +16,7 @@ from confluent_kafka import Producer
 from kafka import KafkaProducer
 
 import kafka_wire
+from clients import metric_sum
 from conftest import free_port
 from cut_proxy import CutProxy
 
@@ -186,9 +186,3 @@ def test_idempotent_producer_survives_cut_connections(proxied, client, produce):
     duplicates_answered = metric_sum(node.flags["metrics_listen"], "pinlog_produce_duplicate_batches_total")
     if client != "confluent-kafka":
         assert duplicates_answered > 0, f"{client}: no retried batch was answered as a duplicate"
-
-
-def metric_sum(address: str, name: str) -> int:
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith(name + "{"))
