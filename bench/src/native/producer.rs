@@ -5,8 +5,9 @@
 //! channel is the in-flight limit (`producer.max_in_flight`) and blocks the sender: backpressure, not buffering.
 //!
 //! Partitions are filled one batch at a time in round-robin order (records with keys are not hashed to partitions:
-//! the keys are on the wire, the placement is the bench's). A batch is sent when full or when `linger_ms` has passed
-//! since its first record.
+//! the keys are on the wire, the placement is the bench's). A batch is sent when full, or once `linger_ms` has
+//! passed since its first record and no further record is due: a paced producer behind its schedule keeps filling
+//! the batch (with `linger_ms = 0` a batch per record would cap the rate at one record per round trip).
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -155,11 +156,6 @@ fn send_loop(
         }
         batch.push((stamp / 1000) as i64, key, value);
         stamps.push(stamp);
-        let paced_and_lingered = pacer.paced() && batch_opened.elapsed() >= linger;
-        if paced_and_lingered {
-            bytes_sent += send_batch(job, live, pipes, &topic, partition, &mut batch, &mut stamps)?;
-            partition = (partition + 1) % job.layout.leaders.len();
-        }
     }
     if !batch.is_empty() {
         send_batch(job, live, pipes, &topic, partition, &mut batch, &mut stamps)?;
