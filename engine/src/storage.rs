@@ -26,7 +26,8 @@ enum Slot {
 pub struct ShardStorage {
     data_dir: PathBuf,
     metrics: Arc<StorageMetrics>,
-    partitions: RefCell<HashMap<(String, i32), Slot>>,
+    /// topic → partition → slot: nested so that `get` looks a partition up by `&str`, without allocating a key.
+    partitions: RefCell<HashMap<String, HashMap<i32, Slot>>>,
 }
 
 /// Suffix of a partition directory whose delete was started (see [`ShardStorage::delete_partition`]).
@@ -71,14 +72,21 @@ impl ShardStorage {
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
-        match self
-            .partitions
-            .borrow()
-            .get(&(topic.to_string(), partition))
-        {
+        match self.partitions.borrow().get(topic)?.get(&partition) {
             Some(Slot::Open(log)) => Some(log.clone()),
             _ => None,
         }
+    }
+
+    /// Takes the partition's slot out of the table (and the topic's entry with its last partition).
+    fn remove_slot(&self, topic: &str, partition: i32) -> Option<Slot> {
+        let mut parts = self.partitions.borrow_mut();
+        let topic_parts = parts.get_mut(topic)?;
+        let slot = topic_parts.remove(&partition);
+        if topic_parts.is_empty() {
+            parts.remove(topic);
+        }
+        slot
     }
 
     /// Open (recovering) or create the partition if not open yet (single-flight).
@@ -88,10 +96,10 @@ impl ShardStorage {
         partition: i32,
         config: LogConfig,
     ) -> Result<Rc<PartitionLog>, EngineError> {
-        let key = (topic.to_string(), partition);
         let flight = {
             let mut parts = self.partitions.borrow_mut();
-            match parts.get(&key) {
+            let topic_parts = parts.entry(topic.to_string()).or_default();
+            match topic_parts.get(&partition) {
                 Some(Slot::Open(log)) => return Ok(log.clone()),
                 Some(Slot::Opening(f)) => f.clone(),
                 None => {
@@ -104,39 +112,36 @@ impl ShardStorage {
                     }
                     .boxed_local()
                     .shared();
-                    parts.insert(key.clone(), Slot::Opening(f.clone()));
+                    topic_parts.insert(partition, Slot::Opening(f.clone()));
                     f
                 }
             }
         };
         let result = flight.await;
-        let mut parts = self.partitions.borrow_mut();
-        let still_ours = matches!(parts.get(&key), Some(Slot::Opening(_)));
-        match result {
-            Ok(log) => {
-                if still_ours {
-                    parts.insert(key, Slot::Open(log.clone()));
+        let still_ours = {
+            let mut parts = self.partitions.borrow_mut();
+            let slot = parts.get_mut(topic).and_then(|ps| ps.get_mut(&partition));
+            match (slot, &result) {
+                (Some(slot @ Slot::Opening(_)), Ok(log)) => {
+                    *slot = Slot::Open(log.clone());
+                    false
                 }
-                Ok(log)
+                (Some(Slot::Opening(_)), Err(_)) => true,
+                _ => false,
             }
-            Err(e) => {
-                if still_ours {
-                    parts.remove(&key);
-                }
-                Err(e.duplicate())
-            }
+        };
+        if still_ours {
+            // The open failed: forget it, so the next caller tries again.
+            self.remove_slot(topic, partition);
         }
+        result.map_err(|e| e.duplicate())
     }
 
     /// Close and delete the partition's directory (renamed to `<dir>.<nanos>-delete` first, so
     /// a crash mid-way never leaves a half-deleted partition that looks live).
     pub async fn delete_partition(&self, topic: &str, partition: i32) -> Result<(), EngineError> {
         let dir = self.partition_dir(topic, partition);
-        let slot = self
-            .partitions
-            .borrow_mut()
-            .remove(&(topic.to_string(), partition));
-        let log = match slot {
+        let log = match self.remove_slot(topic, partition) {
             Some(Slot::Open(log)) => Some(log),
             Some(Slot::Opening(f)) => f.await.ok(),
             None => None,
@@ -171,9 +176,11 @@ impl ShardStorage {
         self.partitions
             .borrow()
             .iter()
-            .filter_map(|((t, p), slot)| match slot {
-                Slot::Open(log) => Some((t.clone(), *p, log.clone())),
-                Slot::Opening(_) => None,
+            .flat_map(|(t, ps)| {
+                ps.iter().filter_map(move |(p, slot)| match slot {
+                    Slot::Open(log) => Some((t.clone(), *p, log.clone())),
+                    Slot::Opening(_) => None,
+                })
             })
             .collect()
     }
@@ -185,7 +192,8 @@ impl ShardStorage {
             .partitions
             .borrow_mut()
             .drain()
-            .filter_map(|(_, slot)| match slot {
+            .flat_map(|(_, ps)| ps.into_values())
+            .filter_map(|slot| match slot {
                 Slot::Open(log) => Some(log),
                 Slot::Opening(_) => None,
             })

@@ -586,6 +586,19 @@ fn shard_storage_single_flight_open_and_delete() {
         assert!(storage.get("t", 0).is_none());
         assert!(!dir.path().join("t-0").exists());
         assert!(dir.path().join("t-1").exists());
+        // A failed open is forgotten, so the next caller opens again.
+        std::fs::write(dir.path().join("u-0"), b"not a directory").unwrap();
+        assert!(storage
+            .open_partition("u", 0, LogConfig::default())
+            .await
+            .is_err());
+        assert!(storage.get("u", 0).is_none());
+        std::fs::remove_file(dir.path().join("u-0")).unwrap();
+        storage
+            .open_partition("u", 0, LogConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(storage.partitions().len(), 2);
         storage.close_all().await;
         assert!(storage.partitions().is_empty());
     });

@@ -3,6 +3,7 @@
 //! `BytesMut`: the owner shard's log patches offsets into it in place and keeps it.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -12,7 +13,9 @@ use crate::codes;
 
 #[derive(Debug)]
 pub struct PartitionRequest {
-    pub topic: String,
+    /// Shared by every partition of one topic in a request: one allocation per topic, not per partition (`Arc`, not
+    /// `Rc`: a request may be forwarded to the owner shard's thread).
+    pub topic: Arc<str>,
     pub partition: i32,
     pub op: PartitionOp,
 }

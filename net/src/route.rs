@@ -2,6 +2,7 @@
 //! Ownership comes from the metadata snapshot (the controller places partitions on shards).
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -54,6 +55,7 @@ pub async fn execute_all(
     topics: Vec<(String, Vec<(i32, PartitionOp)>)>,
 ) -> Vec<Vec<(i32, PartitionReply)>> {
     let requests = topics.into_iter().map(|(topic, partitions)| {
+        let topic: Arc<str> = Arc::from(topic);
         join_all(partitions.into_iter().map(move |(partition, op)| {
             let request = PartitionRequest {
                 topic: topic.clone(),

@@ -8,6 +8,7 @@
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,6 +29,8 @@ const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
 
 struct Wanted {
     topic: TopicName,
+    /// The topic's name for the partition ops, allocated once per topic of the request.
+    topic_key: Arc<str>,
     partition: i32,
     offset: i64,
     max_bytes: usize,
@@ -53,8 +56,10 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchRespon
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| Wanted {
+            let topic_key: Arc<str> = Arc::from(t.topic.0.as_str());
+            t.partitions.iter().map(move |p| Wanted {
                 topic: t.topic.clone(),
+                topic_key: topic_key.clone(),
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
@@ -81,7 +86,7 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchRespon
 async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted]) -> Vec<Got> {
     join_all(wanted.iter().map(|w| {
         let request = PartitionRequest {
-            topic: w.topic.0.to_string(),
+            topic: w.topic_key.clone(),
             partition: w.partition,
             op: PartitionOp::Read {
                 offset: w.offset,
@@ -115,7 +120,7 @@ async fn wait_for_any(ctx: &Rc<ShardContext>, wanted: &[Wanted], got: &[Got], wa
         .zip(got)
         .map(|(w, g)| {
             let request = PartitionRequest {
-                topic: w.topic.0.to_string(),
+                topic: w.topic_key.clone(),
                 partition: w.partition,
                 op: PartitionOp::WaitForData {
                     offset: g.high_watermark.max(w.offset),

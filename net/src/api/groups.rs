@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -162,7 +163,7 @@ async fn call(ctx: &Rc<ShardContext>, call: GroupCall) -> GroupReply {
 async fn execute(ctx: &Rc<ShardContext>, partition: i32, call: GroupCall) -> GroupReply {
     let fallback = GroupReply::error_for(&call, COORDINATOR_NOT_AVAILABLE);
     let request = PartitionRequest {
-        topic: OFFSETS_TOPIC.to_owned(),
+        topic: Arc::from(OFFSETS_TOPIC),
         partition,
         op: PartitionOp::Group(call),
     };

@@ -4,6 +4,7 @@
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -195,8 +196,8 @@ fn run(
             let missing: Vec<String> = request
                 .topic_data
                 .iter()
+                .filter(|t| snapshot.topic(&t.name).is_none())
                 .map(|t| t.name.0.to_string())
-                .filter(|name| snapshot.topic(name).is_none())
                 .collect();
             if !missing.is_empty() {
                 super::topics::auto_create(&ctx, missing).await;
@@ -204,7 +205,7 @@ fn run(
         }
         let mut records = records.into_iter();
         let topics = request.topic_data.into_iter().map(|topic| {
-            let name = topic.name.0.to_string();
+            let name: Arc<str> = Arc::from(topic.name.0.as_str());
             let partitions = join_all(topic.partition_data.into_iter().map(|p| {
                 let ctx = ctx.clone();
                 let index = p.index;
