@@ -118,7 +118,8 @@ impl ShardStorage {
             }
         };
         let result = flight.await;
-        let still_ours = {
+        // Publish the open log, or learn that this failed open is still in the table (to forget it).
+        let failed_open_listed = {
             let mut parts = self.partitions.borrow_mut();
             let slot = parts.get_mut(topic).and_then(|ps| ps.get_mut(&partition));
             match (slot, &result) {
@@ -130,8 +131,8 @@ impl ShardStorage {
                 _ => false,
             }
         };
-        if still_ours {
-            // The open failed: forget it, so the next caller tries again.
+        if failed_open_listed {
+            // Forget it, so the next caller tries again.
             self.remove_slot(topic, partition);
         }
         result.map_err(|e| e.duplicate())
