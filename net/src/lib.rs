@@ -7,7 +7,8 @@
 //! 2. [`connection`] — a reader reads length-prefixed frames (bounded by `max_request_bytes`), starts each request
 //!    in arrival order and hands its response future to a writer through a bounded in-flight queue, so a client can
 //!    pipeline requests (librdkafka keeps several produce requests in flight) while responses leave in order.
-//! 3. [`api`] — one module per Kafka API: decode with the `kafka-protocol` codecs, act, encode the answer.
+//! 3. [`api`] — one module per Kafka API: decode with the `kafka-protocol` codecs, act, encode the answer (a Fetch
+//!    answer refers to its record sets instead of copying them: [`response`]).
 //! 4. [`route`] — a partition's owner shard comes from the metadata snapshot; work for partitions of this shard runs
 //!    here ([`partition_ops`]), work for another shard goes over the [`mesh`] of bounded SPSC channels and is merged
 //!    back. A broker never forwards a request to another broker.
@@ -26,6 +27,7 @@ pub mod group;
 pub mod mesh;
 pub mod metrics;
 pub mod partition_ops;
+pub mod response;
 pub mod route;
 pub mod runtime;
 pub mod server;

@@ -1,10 +1,11 @@
 //! ApiVersions: advertises exactly [`SUPPORTED_APIS`](super::SUPPORTED_APIS).
 
-use bytes::{BufMut, Bytes};
+use bytes::BufMut;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 
 use crate::codes;
 use crate::frame::{begin_response, finish_response};
+use crate::response::ResponseFrame;
 
 pub fn answer() -> ApiVersionsResponse {
     let api_keys = super::SUPPORTED_APIS
@@ -23,7 +24,7 @@ pub fn answer() -> ApiVersionsResponse {
 
 /// KIP-511: a request above our highest ApiVersions version is answered in the v0 format with
 /// UNSUPPORTED_VERSION and our ranges, so the client can retry at a version we speak.
-pub fn unsupported_version_answer(correlation_id: i32) -> Option<Bytes> {
+pub fn unsupported_version_answer(correlation_id: i32) -> Option<ResponseFrame> {
     let apis = super::SUPPORTED_APIS;
     let mut out = begin_response(correlation_id, 6 + apis.len() * 6);
     out.put_i16(codes::UNSUPPORTED_VERSION);
@@ -33,5 +34,5 @@ pub fn unsupported_version_answer(correlation_id: i32) -> Option<Bytes> {
         out.put_i16(*min);
         out.put_i16(*max);
     }
-    Some(finish_response(out))
+    Some(finish_response(out).into())
 }

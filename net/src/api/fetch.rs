@@ -171,6 +171,19 @@ fn whole_batches_within(records: &[u8], limit: usize, at_least_one: bool) -> usi
     end
 }
 
+/// The record sets of `response` of at least `bytes_min` bytes, in the order the codec writes them: the frame refers
+/// to these instead of copying them (see `response.rs`).
+pub fn record_sets(response: &FetchResponse, bytes_min: usize) -> Vec<Bytes> {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.as_ref())
+        .filter(|r| r.len() >= bytes_min)
+        .cloned()
+        .collect()
+}
+
 fn response(wanted: Vec<Wanted>, got: Vec<Got>) -> FetchResponse {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for (w, g) in wanted.into_iter().zip(got) {
@@ -207,6 +220,61 @@ mod tests {
             out.resize(out.len() + len - 12, 0);
         }
         out
+    }
+
+    /// A response frame that refers to its large record sets has exactly the bytes the codec writes into one
+    /// buffer, at every version pinlog speaks, and refers to (does not copy) exactly those record sets.
+    #[test]
+    fn referring_frame_is_byte_for_byte_the_codec_frame() {
+        let records = [0usize, 100, 4096, 70_000, 4095, 300_000];
+        let wanted = records
+            .iter()
+            .enumerate()
+            .map(|(i, _)| Wanted {
+                topic: TopicName(kafka_protocol::protocol::StrBytes::from_static_str(
+                    if i < 3 { "a" } else { "topic-b" },
+                )),
+                topic_key: Arc::from("unused"),
+                partition: i as i32,
+                offset: 0,
+                max_bytes: 0,
+            })
+            .collect();
+        let got = records
+            .iter()
+            .map(|&len| Got {
+                error_code: 0,
+                high_watermark: 42,
+                log_start_offset: 7,
+                records: Bytes::from((0..len).map(|b| b as u8).collect::<Vec<u8>>()),
+            })
+            .collect();
+        let response = response(wanted, got);
+        let referred = record_sets(&response, crate::response::BY_REFERENCE_BYTES_MIN);
+        assert_eq!(
+            referred.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![4096, 70_000, 300_000]
+        );
+        for version in 4..=12 {
+            let plain = super::super::encode(9, version, &response).expect("encodes");
+            let crate::response::ResponseFrame::Whole(plain) = plain else {
+                panic!("no references, one buffer");
+            };
+            let frame = super::super::encode_referring(9, version, &response, referred.clone())
+                .expect("encodes");
+            let pieces = frame.pieces();
+            let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            assert_eq!(joined, plain.to_vec(), "v{version}");
+            let by_reference: Vec<_> = pieces
+                .iter()
+                .filter(|p| referred.iter().any(|r| r.as_ptr() == p.as_ptr()))
+                .collect();
+            assert_eq!(
+                by_reference.len(),
+                3,
+                "v{version}: the large sets are not copied"
+            );
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use crate::context::ShardContext;
-use crate::frame::{begin_response, finish_response};
+use crate::response::{PieceBuf, ResponseFrame, BY_REFERENCE_BYTES_MIN};
 
 /// Every API pinlog answers, with the version range it advertises in ApiVersions. The ranges are what current
 /// clients use; each is within what the `kafka-protocol` codecs implement.
@@ -80,7 +80,7 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 
 /// A response still being computed: resolves to the encoded frame, or `None` when the request wants no answer
 /// (Produce with acks=0).
-pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Bytes>>>>;
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<ResponseFrame>>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -171,11 +171,15 @@ pub fn dispatch(
         return Ok((api, produce::dispatch(ctx, id, version, request, frame)));
     }
     let pending = match api {
-        ApiKey::Fetch => serve(
-            id,
-            version,
-            fetch::handle(ctx, decode::<FetchRequest>(&mut body, version, malformed)?),
-        ),
+        ApiKey::Fetch => {
+            let handler =
+                fetch::handle(ctx, decode::<FetchRequest>(&mut body, version, malformed)?);
+            Box::pin(async move {
+                let response = handler.await;
+                let records = fetch::record_sets(&response, BY_REFERENCE_BYTES_MIN);
+                encode_referring(id, version, &response, records)
+            })
+        }
         ApiKey::ListOffsets => serve(
             id,
             version,
@@ -393,7 +397,7 @@ fn decode<T: Decodable>(
     T::decode(body, version).map_err(|e| malformed(e.to_string()))
 }
 
-fn ready(frame: Option<Bytes>) -> PendingResponse {
+fn ready(frame: Option<ResponseFrame>) -> PendingResponse {
     Box::pin(async move { frame })
 }
 
@@ -406,27 +410,64 @@ where
     Box::pin(async move { encode(correlation_id, version, &handler.await) })
 }
 
-/// Encodes a response frame (size, header, body). `None` only if the codec refuses our own response, which is a
-/// bug: it is logged and the client sees its request time out rather than a corrupt frame.
+/// Encodes a response frame (size, header, body) into one buffer.
 pub fn encode<R: Encodable + HeaderVersion>(
     correlation_id: i32,
     version: i16,
     response: &R,
-) -> Option<Bytes> {
-    let size = match response.compute_size(version) {
+) -> Option<ResponseFrame> {
+    encode_referring(correlation_id, version, response, Vec::new())
+}
+
+/// Encodes a response frame (size, header, body) that refers to `records` instead of copying them: slices of the
+/// response, in the order the codec writes them (see `response.rs`). `None` only if the codec refuses our own
+/// response, which is a bug: it is logged and the client sees its request time out rather than a corrupt frame.
+pub fn encode_referring<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    response: &R,
+    records: Vec<Bytes>,
+) -> Option<ResponseFrame> {
+    let body = match response.compute_size(version) {
         Ok(size) => size,
         Err(err) => {
             tracing::error!(%err, version, "cannot size response");
             return None;
         }
     };
-    let mut out = begin_response(correlation_id, size + 1);
-    if R::header_version(version) >= 1 {
+    let header = if R::header_version(version) >= 1 {
+        5
+    } else {
+        4
+    };
+    let Ok(size) = i32::try_from(header + body) else {
+        tracing::error!(
+            bytes = header + body,
+            version,
+            "response larger than a frame can say"
+        );
+        return None;
+    };
+    let referred: usize = records.iter().map(Bytes::len).sum();
+    let mut out = PieceBuf::new((4 + header + body).saturating_sub(referred), records);
+    out.put_i32(size);
+    out.put_i32(correlation_id);
+    if header == 5 {
         out.put_u8(0); // no tagged fields in the response header
     }
     if let Err(err) = response.encode(&mut out, version) {
         tracing::error!(%err, version, "cannot encode response");
         return None;
     }
-    Some(finish_response(out))
+    let frame = out.finish();
+    if frame.len() != 4 + size as usize {
+        tracing::error!(
+            computed = 4 + size as usize,
+            encoded = frame.len(),
+            version,
+            "response size differs from its computed size"
+        );
+        return None;
+    }
+    Some(frame)
 }

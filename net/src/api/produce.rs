@@ -300,7 +300,7 @@ pub fn dispatch_legacy(
     let results = run(ctx.clone(), request, records);
     Ok(Box::pin(async move {
         let results = results.await;
-        (acks != 0).then(|| legacy_response(start.correlation_id, version, &results))
+        (acks != 0).then(|| legacy_response(start.correlation_id, version, &results).into())
     }))
 }
 
