@@ -99,6 +99,13 @@ pub fn summary(r: &BenchResult) -> String {
             p.p50, p.p90, p.p99, p.p999, p.max, p.count
         );
     }
+    if r.consumers_behind_window() {
+        let _ = writeln!(
+            out,
+            "end-to-end: no record stamped in the window was consumed within it: consumers behind by more than {:.0} s",
+            r.measured_s
+        );
+    }
     let _ = writeln!(
         out,
         "cpu: client {:.2} cores, server {} cores",

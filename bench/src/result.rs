@@ -161,6 +161,15 @@ impl BenchResult {
             .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))
     }
 
+    /// Consumers read records in the window, yet none of those stamped inside it: they are behind by more than
+    /// the window, so the end-to-end percentiles are empty.
+    pub fn consumers_behind_window(&self) -> bool {
+        self.workload.consumer.count > 0
+            && self.workload.fill.bytes == 0
+            && self.consume.records > 0
+            && self.e2e_latency_ms.count == 0
+    }
+
     /// Checks the result is complete: what the smoke test asserts (shape, not speed).
     pub fn completeness_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -196,9 +205,9 @@ impl BenchResult {
         if w.consumer.count > 0 && self.consume.records == 0 {
             problems.push("no records consumed in the measured window".into());
         }
-        if w.consumer.count > 0 && w.fill.bytes == 0 && self.e2e_latency_ms.count == 0 {
-            problems.push("no end-to-end latency samples".into());
-        }
+        // Records consumed but no end-to-end sample is a measurement, not a gap: the consumers stayed behind by more
+        // than the whole window (seen with librdkafka's consumer beside its max-rate producer on 2 cores). Speed is
+        // not what this check judges; the report says so in words instead.
         if w.fill.bytes > 0 && self.fill.is_none_or(|f| f.records == 0) {
             problems.push("fill phase wrote nothing".into());
         }
@@ -355,6 +364,21 @@ mod tests {
         assert!(problems.contains("fdatasync_p99_ms"), "{problems}");
         assert!(problems.contains("consumed"), "{problems}");
         assert!(problems.contains("3 produce"), "{problems}");
+    }
+
+    #[test]
+    fn consumers_behind_the_whole_window_are_a_figure_not_a_gap() {
+        let mut r = sample_result();
+        assert!(r.workload.consumer.count > 0 && r.consume.records > 0);
+        r.e2e_latency_ms.count = 0;
+        assert!(r.consumers_behind_window());
+        assert!(r.completeness_problems().is_empty());
+        r.consume.records = 0;
+        assert!(!r.consumers_behind_window());
+        assert!(
+            !r.completeness_problems().is_empty(),
+            "nothing consumed stays a gap"
+        );
     }
 
     #[test]
