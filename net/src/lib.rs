@@ -11,7 +11,7 @@
 //!    answer refers to its record sets instead of copying them: [`response`]).
 //! 4. [`route`] — a partition's owner shard comes from the metadata snapshot; work for partitions of this shard runs
 //!    here ([`partition_ops`]), work for another shard goes over the [`mesh`] of bounded SPSC channels and is merged
-//!    back. A broker never forwards a request to another broker.
+//!    back; a fetch sends each other shard one call for all its partitions ([`shard_call`]). A broker never forwards a request to another broker.
 //! 5. `pinlog-engine` stores the record batches; `pinlog-raft-shard` owns the metadata.
 //!
 //! Everything here runs on one glommio executor: `Rc`/`RefCell`, never a lock, never a borrow across `.await`.
@@ -31,6 +31,7 @@ pub mod response;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod shard_call;
 
 pub use context::NetConfig;
 pub use mesh::{build_mesh, MeshEndpoints};

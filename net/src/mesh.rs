@@ -1,7 +1,8 @@
 //! The mesh: one bounded SPSC `shared_channel` from every shard to every other shard.
 //!
-//! A shard that needs work done on a partition another shard owns sends a `Request` with an id and awaits the
-//! `Reply` with the same id, which comes back on the reverse channel. Each shard runs one receive task per peer;
+//! A shard that needs work done on a partition another shard owns sends a `Request` with an id (one partition's op,
+//! or a fetch's reads or long-poll for every partition that shard owns: `shard_call.rs`) and awaits the `Reply` with
+//! the same id, which comes back on the reverse channel. Each shard runs one receive task per peer;
 //! that task never blocks on a send (it spawns the work), so two shards whose channels are both full cannot wait on
 //! each other. In-flight requests to one peer are bounded by a semaphore, so a full channel is backpressure on the
 //! requester and never an unbounded queue.
@@ -22,7 +23,7 @@ use glommio::sync::Semaphore;
 
 use crate::context::ShardContext;
 use crate::metrics::ShardMetrics;
-use crate::partition_ops::{PartitionReply, PartitionRequest};
+use crate::shard_call::{ShardCall, ShardReply};
 
 /// Messages in flight between two shards per shared channel.
 pub const MESH_CHANNEL_CAPACITY: usize = 1024;
@@ -35,11 +36,11 @@ pub enum MeshMsg {
     Request {
         id: u64,
         min_metadata_version: u64,
-        request: PartitionRequest,
+        request: ShardCall,
     },
     Reply {
         id: u64,
-        reply: PartitionReply,
+        reply: ShardReply,
     },
 }
 
@@ -82,7 +83,7 @@ pub enum MeshError {
 pub struct Mesh {
     senders: Vec<Option<Rc<ConnectedSender<MeshMsg>>>>,
     inflight: Vec<Semaphore>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<PartitionReply>>>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<ShardReply>>>,
     next_id: Cell<u64>,
     metrics: Arc<ShardMetrics>,
 }
@@ -123,9 +124,9 @@ impl Mesh {
         &self,
         peer: u32,
         min_metadata_version: u64,
-        request: PartitionRequest,
+        request: ShardCall,
         deadline: Duration,
-    ) -> Result<PartitionReply, MeshError> {
+    ) -> Result<ShardReply, MeshError> {
         let sender = self.senders[peer as usize]
             .clone()
             .ok_or(MeshError::PeerGone(peer))?;
@@ -155,14 +156,14 @@ impl Mesh {
             .map_err(|_| MeshError::Timeout(peer, deadline))?
     }
 
-    fn complete(&self, id: u64, reply: PartitionReply) {
+    fn complete(&self, id: u64, reply: ShardReply) {
         // A missing entry means the caller gave up (timeout or dropped future): the reply is discarded.
         if let Some(tx) = self.pending.borrow_mut().remove(&id) {
             let _ = tx.send(reply);
         }
     }
 
-    async fn reply(&self, peer: u32, id: u64, reply: PartitionReply) {
+    async fn reply(&self, peer: u32, id: u64, reply: ShardReply) {
         if let Some(sender) = self.senders[peer as usize].clone() {
             if sender.send(MeshMsg::Reply { id, reply }).await.is_err() {
                 tracing::warn!(peer, "mesh reply dropped: peer shard stopped");

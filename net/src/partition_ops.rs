@@ -30,8 +30,6 @@ pub enum PartitionOp {
     },
     /// Whole batches from `offset`, at most `max_bytes` beyond the first batch.
     Read { offset: i64, max_bytes: usize },
-    /// Resolve when data past `offset` exists, or after `max_wait`.
-    WaitForData { offset: i64, max_wait: Duration },
     /// -2 earliest, -1 latest, otherwise the first offset with a timestamp >= the value.
     ListOffset { timestamp: i64 },
     /// A consumer-group request for a group of this `__consumer_offsets` partition.
@@ -59,7 +57,6 @@ pub enum PartitionReply {
         log_start_offset: i64,
         records: Bytes,
     },
-    Waited,
     Deleted {
         error_code: i16,
         low_watermark: i64,
@@ -93,7 +90,6 @@ impl PartitionReply {
                 log_start_offset: -1,
                 records: Bytes::new(),
             },
-            PartitionOp::WaitForData { .. } => PartitionReply::Waited,
             PartitionOp::ListOffset { .. } => PartitionReply::Offset {
                 error_code,
                 offset: -1,
@@ -157,15 +153,6 @@ pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> P
                 }
             }
         },
-        PartitionOp::WaitForData { offset, max_wait } => {
-            // Expiry is the normal end of an idle long-poll, not an error.
-            let _ = glommio::timer::timeout(max_wait, async {
-                log.wait_for_data(offset).await;
-                Ok(())
-            })
-            .await;
-            PartitionReply::Waited
-        }
         PartitionOp::ListOffset { timestamp } => list_offset(&log, timestamp).await,
         PartitionOp::DeleteRecords { offset, timeout } => {
             let deleted = glommio::timer::timeout(timeout, async {

@@ -1,11 +1,12 @@
 //! Where a partition's work runs: on this shard if it owns the partition, otherwise on its owner over the mesh.
-//! Ownership comes from the metadata snapshot (the controller places partitions on shards).
+//! Ownership comes from the metadata snapshot (the controller places partitions on shards). The fetch path's reads
+//! and long-poll go to each owner shard as one call for all of its partitions (see `shard_call.rs`).
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{join_all, select_all, FutureExt, LocalBoxFuture};
 
 use pinlog_engine::PartitionLog;
 use pinlog_raft_shard::MetadataSnapshot;
@@ -13,6 +14,7 @@ use pinlog_raft_shard::MetadataSnapshot;
 use crate::codes;
 use crate::context::{NetConfig, ShardContext};
 use crate::partition_ops::{self, PartitionOp, PartitionReply, PartitionRequest};
+use crate::shard_call::{ReadWant, ShardCall, ShardReply, WaitWant};
 
 /// Slack added to a forwarded request's own bound, so the owner's answer (even a timeout answer) can still arrive.
 const MESH_DEADLINE_SLACK: Duration = Duration::from_secs(5);
@@ -37,15 +39,177 @@ pub async fn execute(ctx: &Rc<ShardContext>, request: PartitionRequest) -> Parti
     let timed_out = PartitionReply::error_for(&request.op, codes::REQUEST_TIMED_OUT);
     match ctx
         .mesh
-        .call(shard, snapshot.version, request, deadline)
+        .call(shard, snapshot.version, ShardCall::One(request), deadline)
         .await
     {
-        Ok(reply) => reply,
+        Ok(ShardReply::One(reply)) => reply,
+        Ok(other) => unreachable!("a partition call answered with {other:?}"),
         Err(err) => {
             tracing::warn!(%err, "forwarding to the owner shard failed");
             timed_out
         }
     }
+}
+
+/// The indices of `items` grouped by owner shard, in request order within each group; items of unknown
+/// partitions are left out (their answer is UNKNOWN_TOPIC_OR_PARTITION).
+fn by_owner<T>(
+    snapshot: &MetadataSnapshot,
+    items: &[T],
+    key: impl Fn(&T) -> (&str, i32),
+) -> Vec<(u32, Vec<usize>)> {
+    let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let (topic, partition) = key(item);
+        let Some((shard, _)) = locate(snapshot, topic, partition) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, group)) => group.push(i),
+            None => groups.push((shard, vec![i])),
+        }
+    }
+    groups
+}
+
+fn read_request(want: &ReadWant) -> PartitionRequest {
+    PartitionRequest {
+        topic: want.topic.clone(),
+        partition: want.partition,
+        op: PartitionOp::Read {
+            offset: want.offset,
+            max_bytes: want.max_bytes,
+        },
+    }
+}
+
+/// Reads every partition of `wants` on its owner shard, all at once: one mesh call per other shard. The replies
+/// (`PartitionReply::Read`) come back in request order.
+pub async fn read_all(ctx: &Rc<ShardContext>, wants: Vec<ReadWant>) -> Vec<PartitionReply> {
+    let snapshot = ctx.snapshot();
+    let unknown = || {
+        PartitionReply::error_for(
+            &PartitionOp::Read {
+                offset: 0,
+                max_bytes: 0,
+            },
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+        )
+    };
+    let mut replies: Vec<PartitionReply> = wants.iter().map(|_| unknown()).collect();
+    let groups = by_owner(&snapshot, &wants, |w| (&w.topic, w.partition));
+    let answers = join_all(groups.into_iter().map(|(shard, indices)| {
+        let snapshot = &snapshot;
+        let group: Vec<ReadWant> = indices.iter().map(|&i| wants[i].clone()).collect();
+        async move {
+            let answers = if shard == ctx.shard_id {
+                join_all(
+                    group
+                        .iter()
+                        .map(|w| run_local(ctx, snapshot, read_request(w))),
+                )
+                .await
+            } else {
+                let deadline = ctx.config.request_timeout + MESH_DEADLINE_SLACK;
+                let count = group.len();
+                match ctx
+                    .mesh
+                    .call(shard, snapshot.version, ShardCall::Reads(group), deadline)
+                    .await
+                {
+                    Ok(ShardReply::Reads(answers)) if answers.len() == count => answers,
+                    Ok(other) => unreachable!("reads answered with {other:?}"),
+                    Err(err) => {
+                        tracing::warn!(%err, "reading on the owner shard failed");
+                        let op = PartitionOp::Read {
+                            offset: 0,
+                            max_bytes: 0,
+                        };
+                        (0..count)
+                            .map(|_| PartitionReply::error_for(&op, codes::REQUEST_TIMED_OUT))
+                            .collect()
+                    }
+                }
+            };
+            (indices, answers)
+        }
+    }))
+    .await;
+    for (indices, answers) in answers {
+        for (i, answer) in indices.into_iter().zip(answers) {
+            replies[i] = answer;
+        }
+    }
+    replies
+}
+
+/// Resolves when any partition of `wants` has data past its offset, or after `max_wait`: one waiter set per owner
+/// shard (a mesh call for each other shard), the first to resolve ends the wait. A partition that is unknown or not
+/// where the snapshot says ends it at once, so the caller reads again and answers with the error.
+pub async fn wait_for_any(ctx: &Rc<ShardContext>, wants: Vec<WaitWant>, max_wait: Duration) {
+    let snapshot = ctx.snapshot();
+    let groups = by_owner(&snapshot, &wants, |w| (&w.topic, w.partition));
+    if groups.iter().map(|(_, g)| g.len()).sum::<usize>() < wants.len() {
+        return;
+    }
+    let waits: Vec<LocalBoxFuture<'_, ()>> = groups
+        .into_iter()
+        .map(|(shard, indices)| {
+            let group: Vec<WaitWant> = indices.iter().map(|&i| wants[i].clone()).collect();
+            let snapshot = snapshot.clone();
+            async move {
+                if shard == ctx.shard_id {
+                    wait_local(ctx, &snapshot, group, max_wait).await;
+                    return;
+                }
+                let call = ShardCall::WaitForAny {
+                    partitions: group,
+                    max_wait,
+                };
+                let deadline = max_wait + MESH_DEADLINE_SLACK;
+                if let Err(err) = ctx.mesh.call(shard, snapshot.version, call, deadline).await {
+                    tracing::warn!(%err, "waiting on the owner shard failed");
+                }
+            }
+            .boxed_local()
+        })
+        .collect();
+    if !waits.is_empty() {
+        select_all(waits).await;
+    }
+}
+
+/// The long-poll of partitions this shard owns: one timer for all of them; a partition not owned here ends it.
+async fn wait_local(
+    ctx: &Rc<ShardContext>,
+    snapshot: &MetadataSnapshot,
+    wants: Vec<WaitWant>,
+    max_wait: Duration,
+) {
+    let mut logs = Vec::with_capacity(wants.len());
+    for want in &wants {
+        match locate(snapshot, &want.topic, want.partition) {
+            Some((shard, _)) if shard == ctx.shard_id => {}
+            _ => return,
+        }
+        match open_local(ctx, snapshot, &want.topic, want.partition).await {
+            Some(log) => logs.push((log, want.offset)),
+            None => return,
+        }
+    }
+    let waits: Vec<LocalBoxFuture<'_, ()>> = logs
+        .iter()
+        .map(|(log, offset)| log.wait_for_data(*offset).boxed_local())
+        .collect();
+    if waits.is_empty() {
+        return;
+    }
+    // Expiry is the normal end of an idle long-poll, not an error.
+    let _ = glommio::timer::timeout(max_wait, async {
+        select_all(waits).await;
+        Ok(())
+    })
+    .await;
 }
 
 /// Runs one op per requested partition, each on its owner shard, all at once. The answers come back in request
@@ -72,8 +236,8 @@ pub async fn execute_all(
 pub async fn run_for_peer(
     ctx: &Rc<ShardContext>,
     min_metadata_version: u64,
-    request: PartitionRequest,
-) -> PartitionReply {
+    call: ShardCall,
+) -> ShardReply {
     let mut snapshot = ctx.snapshot();
     if snapshot.version < min_metadata_version {
         let waited = glommio::timer::timeout(ctx.config.request_timeout, async {
@@ -82,12 +246,52 @@ pub async fn run_for_peer(
         .await;
         match waited {
             Ok(newer) => snapshot = newer,
-            Err(_) => return PartitionReply::error_for(&request.op, codes::REQUEST_TIMED_OUT),
+            Err(_) => return timed_out(call),
         }
     }
-    match locate(&snapshot, &request.topic, request.partition) {
-        Some((shard, _)) if shard == ctx.shard_id => run_local(ctx, &snapshot, request).await,
+    match call {
+        ShardCall::One(request) => ShardReply::One(run_owned(ctx, &snapshot, request).await),
+        ShardCall::Reads(wants) => ShardReply::Reads(
+            join_all(
+                wants
+                    .iter()
+                    .map(|w| run_owned(ctx, &snapshot, read_request(w))),
+            )
+            .await,
+        ),
+        ShardCall::WaitForAny {
+            partitions,
+            max_wait,
+        } => {
+            wait_local(ctx, &snapshot, partitions, max_wait).await;
+            ShardReply::Waited
+        }
+    }
+}
+
+/// Runs a forwarded request if this shard owns its partition now; UNKNOWN_TOPIC_OR_PARTITION otherwise.
+async fn run_owned(
+    ctx: &Rc<ShardContext>,
+    snapshot: &MetadataSnapshot,
+    request: PartitionRequest,
+) -> PartitionReply {
+    match locate(snapshot, &request.topic, request.partition) {
+        Some((shard, _)) if shard == ctx.shard_id => run_local(ctx, snapshot, request).await,
         _ => PartitionReply::error_for(&request.op, codes::UNKNOWN_TOPIC_OR_PARTITION),
+    }
+}
+
+fn timed_out(call: ShardCall) -> ShardReply {
+    let code = codes::REQUEST_TIMED_OUT;
+    match call {
+        ShardCall::One(request) => ShardReply::One(PartitionReply::error_for(&request.op, code)),
+        ShardCall::Reads(wants) => ShardReply::Reads(
+            wants
+                .iter()
+                .map(|w| PartitionReply::error_for(&read_request(w).op, code))
+                .collect(),
+        ),
+        ShardCall::WaitForAny { .. } => ShardReply::Waited,
     }
 }
 
@@ -138,7 +342,6 @@ pub async fn open_local(
 fn mesh_deadline(op: &PartitionOp, config: &NetConfig) -> Duration {
     let own = match op {
         PartitionOp::Produce { timeout, .. } => *timeout,
-        PartitionOp::WaitForData { max_wait, .. } => *max_wait,
         PartitionOp::DeleteRecords { timeout, .. } => *timeout,
         PartitionOp::Read { .. } | PartitionOp::ListOffset { .. } | PartitionOp::Size => {
             config.request_timeout

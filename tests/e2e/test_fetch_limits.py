@@ -3,8 +3,8 @@
 - partition_max_bytes and max_bytes are honoured: the records of a partition never exceed partition_max_bytes and
   the whole answer never exceeds max_bytes, except that the first batch of the first non-empty partition comes
   whole even when it is larger (KIP-74), so a consumer always makes progress.
-- A fetch with max_wait 5000 and nothing to read returns as soon as a record is produced (well under 5 s), and
-  after about max_wait when nothing comes.
+- A fetch with max_wait 5000 and nothing to read returns as soon as a record is produced (well under 5 s), on
+  whichever of its partitions and shards, and after about max_wait when nothing comes.
 """
 
 from __future__ import annotations
@@ -123,6 +123,34 @@ def test_long_poll_returns_when_a_record_arrives(pinlog):
     print(f"\nlong poll woke {wake_latency * 1000:.0f} ms after the produce")
     assert returned - started < 3.5, f"long poll took {returned - started:.2f} s although a record came after 1 s"
     assert wake_latency < 1.0, f"long poll woke {wake_latency:.2f} s after the produce"
+
+
+def test_long_poll_over_many_partitions_wakes_on_any_of_them(pinlog):
+    """One long poll over 8 partitions (placed on both shards: the waits on the other shard go there as one call):
+    a record produced to any one of them answers it, with that record and nothing else."""
+    partitions = 8
+    kafka_wire.create_topic(pinlog.bootstrap, "poll-many", partitions)
+    for target in range(partitions):
+        def produce_later(p=target):
+            time.sleep(0.3)
+            with pinlog.wire() as c:
+                res = c.produce("poll-many", {p: kafka_wire.build_batch([(None, b"to %d" % p)])}, acks=1)
+                assert res == {p: (NONE, 0)}, f"produce to {p} -> {res}"
+
+        with pinlog.wire() as c:
+            t = threading.Thread(target=produce_later, daemon=True)
+            started = time.monotonic()
+            t.start()
+            at_end = {p: (1 if p < target else 0, 1 << 20) for p in range(partitions)}  # one record per done one
+            answer = c.fetch("poll-many", at_end, max_wait_ms=5000)
+            elapsed = time.monotonic() - started
+        t.join(10)
+        assert answer["error_code"] == NONE
+        got = {p: [r.value for b in kafka_wire.parse_batches(part["records"]) for r in b.records]
+               for p, part in answer["partitions"].items()}
+        assert got[target] == [b"to %d" % target], f"partition {target}: {got}"
+        assert all(not v for p, v in got.items() if p != target), f"only partition {target} has data: {got}"
+        assert elapsed < 3.0, f"long poll woken by partition {target} took {elapsed:.2f} s"
 
 
 def test_long_poll_waits_about_max_wait_when_nothing_comes(pinlog):

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::future::{join_all, select_all};
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
@@ -21,8 +20,9 @@ use kafka_protocol::messages::{BrokerId, TopicName};
 
 use crate::codes;
 use crate::context::ShardContext;
-use crate::partition_ops::{PartitionOp, PartitionReply, PartitionRequest};
+use crate::partition_ops::PartitionReply;
 use crate::route;
+use crate::shard_call::{ReadWant, WaitWant};
 
 /// Longest long-poll pinlog honours, whatever the client asks.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -84,55 +84,47 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchRespon
 }
 
 async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted]) -> Vec<Got> {
-    join_all(wanted.iter().map(|w| {
-        let request = PartitionRequest {
+    let wants = wanted
+        .iter()
+        .map(|w| ReadWant {
             topic: w.topic_key.clone(),
             partition: w.partition,
-            op: PartitionOp::Read {
-                offset: w.offset,
-                max_bytes: w.max_bytes,
+            offset: w.offset,
+            max_bytes: w.max_bytes,
+        })
+        .collect();
+    route::read_all(ctx, wants)
+        .await
+        .into_iter()
+        .map(|reply| match reply {
+            PartitionReply::Read {
+                error_code,
+                high_watermark,
+                log_start_offset,
+                records,
+            } => Got {
+                error_code,
+                high_watermark,
+                log_start_offset,
+                records,
             },
-        };
-        async move {
-            match route::execute(ctx, request).await {
-                PartitionReply::Read {
-                    error_code,
-                    high_watermark,
-                    log_start_offset,
-                    records,
-                } => Got {
-                    error_code,
-                    high_watermark,
-                    log_start_offset,
-                    records,
-                },
-                other => unreachable!("Read answered with {other:?}"),
-            }
-        }
-    }))
-    .await
+            other => unreachable!("Read answered with {other:?}"),
+        })
+        .collect()
 }
 
 /// Resolves when any partition gets data past what was just read, or when `wait` has passed.
 async fn wait_for_any(ctx: &Rc<ShardContext>, wanted: &[Wanted], got: &[Got], wait: Duration) {
-    let waits: Vec<_> = wanted
+    let wants = wanted
         .iter()
         .zip(got)
-        .map(|(w, g)| {
-            let request = PartitionRequest {
-                topic: w.topic_key.clone(),
-                partition: w.partition,
-                op: PartitionOp::WaitForData {
-                    offset: g.high_watermark.max(w.offset),
-                    max_wait: wait,
-                },
-            };
-            Box::pin(route::execute(ctx, request))
+        .map(|(w, g)| WaitWant {
+            topic: w.topic_key.clone(),
+            partition: w.partition,
+            offset: g.high_watermark.max(w.offset),
         })
         .collect();
-    if !waits.is_empty() {
-        select_all(waits).await;
-    }
+    route::wait_for_any(ctx, wants, wait).await;
 }
 
 /// Trims the partitions' records, in request order, so each stays within its `partition_max_bytes` and the
