@@ -52,7 +52,7 @@ pub struct MeshEndpoints {
     pub receivers: Vec<Option<SharedReceiver<MeshMsg>>>,
 }
 
-/// Builds the full mesh for `shards` shards: endpoints[i] belongs to shard i.
+/// Builds the full mesh for `shards` shards: `endpoints[i]` belongs to shard i.
 pub fn build_mesh(shards: usize) -> Vec<MeshEndpoints> {
     let mut endpoints: Vec<MeshEndpoints> = (0..shards)
         .map(|_| MeshEndpoints {
