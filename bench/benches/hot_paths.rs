@@ -89,11 +89,23 @@ fn fetch_encode(c: &mut Criterion) {
     let size = response.compute_size(FETCH_VERSION).expect("sizable");
     let mut group = c.benchmark_group("fetch_response_encode");
     group.throughput(Throughput::Bytes(size as u64));
-    group.bench_function("4x256KiB", |b| {
+    // What the codec does alone: every record byte copied into one buffer (pinlog's path before 8f0dc5e).
+    group.bench_function("4x256KiB_copied", |b| {
         b.iter(|| {
             let mut out = BytesMut::with_capacity(size);
             response.encode(&mut out, FETCH_VERSION).expect("encodable");
             out
+        })
+    });
+    // What the server sends: a frame that refers to the record sets (pinlog_net::response).
+    group.bench_function("4x256KiB_referring", |b| {
+        b.iter(|| {
+            let records = pinlog_net::api::fetch::record_sets(
+                &response,
+                pinlog_net::response::BY_REFERENCE_BYTES_MIN,
+            );
+            pinlog_net::api::encode_referring(7, FETCH_VERSION, &response, records)
+                .expect("encodable")
         })
     });
     group.finish();
