@@ -72,6 +72,14 @@ fn by_owner<T>(
     groups
 }
 
+fn read_error(error_code: i16) -> PartitionReply {
+    let op = PartitionOp::Read {
+        offset: 0,
+        max_bytes: 0,
+    };
+    PartitionReply::error_for(&op, error_code)
+}
+
 fn read_request(want: &ReadWant) -> PartitionRequest {
     PartitionRequest {
         topic: want.topic.clone(),
@@ -87,16 +95,10 @@ fn read_request(want: &ReadWant) -> PartitionRequest {
 /// (`PartitionReply::Read`) come back in request order.
 pub async fn read_all(ctx: &Rc<ShardContext>, wants: Vec<ReadWant>) -> Vec<PartitionReply> {
     let snapshot = ctx.snapshot();
-    let unknown = || {
-        PartitionReply::error_for(
-            &PartitionOp::Read {
-                offset: 0,
-                max_bytes: 0,
-            },
-            codes::UNKNOWN_TOPIC_OR_PARTITION,
-        )
-    };
-    let mut replies: Vec<PartitionReply> = wants.iter().map(|_| unknown()).collect();
+    let mut replies: Vec<PartitionReply> = wants
+        .iter()
+        .map(|_| read_error(codes::UNKNOWN_TOPIC_OR_PARTITION))
+        .collect();
     let groups = by_owner(&snapshot, &wants, |w| (&w.topic, w.partition));
     let answers = join_all(groups.into_iter().map(|(shard, indices)| {
         let snapshot = &snapshot;
@@ -121,12 +123,8 @@ pub async fn read_all(ctx: &Rc<ShardContext>, wants: Vec<ReadWant>) -> Vec<Parti
                     Ok(other) => unreachable!("reads answered with {other:?}"),
                     Err(err) => {
                         tracing::warn!(%err, "reading on the owner shard failed");
-                        let op = PartitionOp::Read {
-                            offset: 0,
-                            max_bytes: 0,
-                        };
                         (0..count)
-                            .map(|_| PartitionReply::error_for(&op, codes::REQUEST_TIMED_OUT))
+                            .map(|_| read_error(codes::REQUEST_TIMED_OUT))
                             .collect()
                     }
                 }
@@ -285,12 +283,9 @@ fn timed_out(call: ShardCall) -> ShardReply {
     let code = codes::REQUEST_TIMED_OUT;
     match call {
         ShardCall::One(request) => ShardReply::One(PartitionReply::error_for(&request.op, code)),
-        ShardCall::Reads(wants) => ShardReply::Reads(
-            wants
-                .iter()
-                .map(|w| PartitionReply::error_for(&read_request(w).op, code))
-                .collect(),
-        ),
+        ShardCall::Reads(wants) => {
+            ShardReply::Reads(wants.iter().map(|_| read_error(code)).collect())
+        }
         ShardCall::WaitForAny { .. } => ShardReply::Waited,
     }
 }
