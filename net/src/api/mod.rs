@@ -435,11 +435,9 @@ pub fn encode_referring<R: Encodable + HeaderVersion>(
             return None;
         }
     };
-    let header = if R::header_version(version) >= 1 {
-        5
-    } else {
-        4
-    };
+    // The response header: the correlation id, then (header v1) an empty tagged-field list.
+    let flexible_header = R::header_version(version) >= 1;
+    let header = if flexible_header { 5 } else { 4 };
     let Ok(size) = i32::try_from(header + body) else {
         tracing::error!(
             bytes = header + body,
@@ -452,7 +450,7 @@ pub fn encode_referring<R: Encodable + HeaderVersion>(
     let mut out = PieceBuf::new((4 + header + body).saturating_sub(referred), records);
     out.put_i32(size);
     out.put_i32(correlation_id);
-    if header == 5 {
+    if flexible_header {
         out.put_u8(0); // no tagged fields in the response header
     }
     if let Err(err) = response.encode(&mut out, version) {
