@@ -240,10 +240,15 @@ mod tests {
                 };
                 assert_eq!(rc, 0, "setsockopt SO_SNDBUF");
                 let (_, mut writer) = futures_lite::io::split(stream);
-                send_pieces(&mut writer, fd, &pieces).await.expect("send");
-                writer.close().await.expect("close");
-                drop(writer);
-                let got = reader.await;
+                // A hung send or read fails the test instead of hanging it.
+                let got = glommio::timer::timeout(std::time::Duration::from_secs(30), async {
+                    send_pieces(&mut writer, fd, &pieces).await.expect("send");
+                    writer.close().await.expect("close");
+                    drop(writer);
+                    Ok(reader.await)
+                })
+                .await
+                .expect("frame sent and read within 30 s");
                 assert_eq!(got.len(), want.len());
                 assert!(got == want, "bytes arrive in order");
             })
