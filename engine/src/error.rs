@@ -110,6 +110,9 @@ pub enum EngineError {
         #[source]
         source: io::Error,
     },
+    /// The shard is closing its partitions: no partition opens any more (see `ShardStorage::close_all`).
+    #[error("the shard is stopping: partition {topic}-{partition} is not opened")]
+    Stopping { topic: String, partition: i32 },
 }
 
 impl EngineError {
@@ -132,6 +135,10 @@ impl EngineError {
                 context,
                 path: path.clone(),
                 source: io::Error::new(source.kind(), source.to_string()),
+            },
+            EngineError::Stopping { topic, partition } => EngineError::Stopping {
+                topic: topic.clone(),
+                partition: *partition,
             },
         }
     }

@@ -3,13 +3,18 @@
 //! partition share one open (a `Shared` future), so there are never two `PartitionLog`s for
 //! one directory. A shared open survives its first caller giving up (timeout): the next
 //! caller keeps driving the same future.
+//!
+//! Closing is final: once `close_all` has begun, no partition opens any more, and the opens already under way are
+//! awaited and closed with the rest. A shard stops while its connections still run, and a request served after the
+//! close must not open (recover) a partition again: that log would never be closed, and a recovery still running
+//! on glommio's blocking threads when the executor exits has nobody to answer to (glommio panics on that).
 
 use crate::config::LogConfig;
 use crate::error::EngineError;
 use crate::log::PartitionLog;
 use crate::metrics::StorageMetrics;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -28,6 +33,8 @@ pub struct ShardStorage {
     metrics: Arc<StorageMetrics>,
     /// topic → partition → slot: nested so that `get` looks a partition up by `&str`, without allocating a key.
     partitions: RefCell<HashMap<String, HashMap<i32, Slot>>>,
+    /// Set by `close_all`: opens are refused from then on.
+    closing: Cell<bool>,
 }
 
 /// Suffix of a partition directory whose delete was started (see [`ShardStorage::delete_partition`]).
@@ -64,6 +71,7 @@ impl ShardStorage {
             data_dir,
             metrics,
             partitions: RefCell::new(HashMap::new()),
+            closing: Cell::new(false),
         }
     }
 
@@ -96,6 +104,12 @@ impl ShardStorage {
         partition: i32,
         config: LogConfig,
     ) -> Result<Rc<PartitionLog>, EngineError> {
+        if self.closing.get() {
+            return Err(EngineError::Stopping {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
         let flight = {
             let mut parts = self.partitions.borrow_mut();
             let topic_parts = parts.entry(topic.to_string()).or_default();
@@ -186,20 +200,25 @@ impl ShardStorage {
             .collect()
     }
 
-    /// Close every open partition, concurrently; failures are logged (data acknowledged under
-    /// the Durable policy is already safe).
+    /// Close every partition, concurrently, and refuse opens from now on. Opens under way are awaited and their
+    /// logs closed too. Failures are logged (data acknowledged under the Durable policy is already safe).
     pub async fn close_all(&self) {
-        let logs: Vec<Rc<PartitionLog>> = self
+        self.closing.set(true);
+        let slots: Vec<Slot> = self
             .partitions
             .borrow_mut()
             .drain()
             .flat_map(|(_, ps)| ps.into_values())
-            .filter_map(|slot| match slot {
-                Slot::Open(log) => Some(log),
-                Slot::Opening(_) => None,
-            })
             .collect();
-        let closes = logs.iter().map(|log| async move {
+        let closes = slots.into_iter().map(|slot| async move {
+            let log = match slot {
+                Slot::Open(log) => log,
+                // Its error, if any, was reported to the caller that started the open.
+                Slot::Opening(flight) => match flight.await {
+                    Ok(log) => log,
+                    Err(_) => return,
+                },
+            };
             if let Err(e) = log.close().await {
                 tracing::error!(dir = %log.dir().display(), error = %e, "closing partition failed");
             }

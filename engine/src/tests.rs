@@ -605,6 +605,42 @@ fn shard_storage_single_flight_open_and_delete() {
 }
 
 #[test]
+fn shard_storage_close_awaits_opens_under_way_and_refuses_new_ones() {
+    run(|| async {
+        let dir = temp_dir();
+        let storage = ShardStorage::new(
+            dir.path().to_path_buf(),
+            std::sync::Arc::new(crate::StorageMetrics::default()),
+        );
+        storage
+            .open_partition("t", 0, LogConfig::default())
+            .await
+            .unwrap();
+        // The open starts first and is still recovering when the close begins.
+        let (opening, ()) = futures::join!(
+            storage.open_partition("t", 1, LogConfig::default()),
+            storage.close_all()
+        );
+        let late = opening.expect("an open under way finishes");
+        assert!(
+            late.append_slice(&build_batch(1, 10, 1), 0, 0).is_err(),
+            "the close closed the log whose open was under way"
+        );
+        assert!(storage.partitions().is_empty());
+        let refused = storage.open_partition("t", 2, LogConfig::default()).await;
+        assert!(
+            matches!(refused, Err(crate::EngineError::Stopping { ref topic, partition: 2 }) if topic == "t"),
+            "{:?}",
+            refused.err()
+        );
+        assert!(
+            !dir.path().join("t-2").exists(),
+            "a refused open creates nothing"
+        );
+    });
+}
+
+#[test]
 fn never_policy_and_age_based_roll() {
     run(|| async {
         let dir = temp_dir();

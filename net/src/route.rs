@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::{join_all, select_all, FutureExt, LocalBoxFuture};
 
-use pinlog_engine::PartitionLog;
+use pinlog_engine::{EngineError, PartitionLog};
 use pinlog_raft_shard::MetadataSnapshot;
 
 use crate::codes;
@@ -191,8 +191,8 @@ async fn wait_local(
             _ => return,
         }
         match open_local(ctx, snapshot, &want.topic, want.partition).await {
-            Some(log) => logs.push((log, want.offset)),
-            None => return,
+            Ok(log) => logs.push((log, want.offset)),
+            Err(_) => return,
         }
     }
     let waits: Vec<LocalBoxFuture<'_, ()>> = logs
@@ -299,7 +299,7 @@ async fn run_local(
         return PartitionReply::error_for(&request.op, codes::UNKNOWN_TOPIC_OR_PARTITION);
     };
     match open_local(ctx, snapshot, &request.topic, request.partition).await {
-        Some(log) => match request.op {
+        Ok(log) => match request.op {
             PartitionOp::Group(call) => {
                 let bound = call.wait_bound(&ctx.config);
                 let reply = ctx
@@ -310,26 +310,35 @@ async fn run_local(
             }
             op => partition_ops::run(log, leader_epoch, op).await,
         },
-        None => PartitionReply::error_for(&request.op, codes::KAFKA_STORAGE_ERROR),
+        Err(code) => PartitionReply::error_for(&request.op, code),
     }
 }
 
-/// The open log of a partition this shard owns; opens (recovers) it on first use.
+/// The open log of a partition this shard owns; opens (recovers) it on first use. The error is the Kafka code to
+/// answer with: a shard that is stopping opens nothing (NOT_LEADER_OR_FOLLOWER, so clients look for the partition
+/// again), a failed open is a storage error.
 pub async fn open_local(
     ctx: &ShardContext,
     snapshot: &MetadataSnapshot,
     topic: &str,
     partition: i32,
-) -> Option<Rc<PartitionLog>> {
+) -> Result<Rc<PartitionLog>, i16> {
     if let Some(log) = ctx.storage.get(topic, partition) {
-        return Some(log);
+        return Ok(log);
     }
-    let config = ctx.log_config(snapshot, &snapshot.topic(topic)?.configs);
+    let Some(meta) = snapshot.topic(topic) else {
+        return Err(codes::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    let config = ctx.log_config(snapshot, &meta.configs);
     match ctx.storage.open_partition(topic, partition, config).await {
-        Ok(log) => Some(log),
-        Err(err) => {
+        Ok(log) => Ok(log),
+        Err(err @ EngineError::Stopping { .. }) => {
+            tracing::debug!(%err, "request for a partition while the shard stops");
+            Err(codes::NOT_LEADER_OR_FOLLOWER)
+        }
+        Err(err @ EngineError::Io { .. }) => {
             tracing::error!(topic, partition, %err, "cannot open partition");
-            None
+            Err(codes::KAFKA_STORAGE_ERROR)
         }
     }
 }

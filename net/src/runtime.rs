@@ -158,7 +158,7 @@ impl Placement {
             if self.open.borrow().contains_key(&(topic.clone(), partition)) {
                 continue;
             }
-            if let Some(log) = open_local(ctx, snapshot, &topic, partition).await {
+            if let Ok(log) = open_local(ctx, snapshot, &topic, partition).await {
                 if topic == crate::group::OFFSETS_TOPIC {
                     let epoch =
                         crate::route::locate(snapshot, &topic, partition).map_or(0, |(_, e)| e);

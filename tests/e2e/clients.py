@@ -5,6 +5,8 @@ Every loop here is bounded by a deadline; a client that hangs fails the test ins
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 import urllib.request
 from typing import Callable, Optional
@@ -51,6 +53,62 @@ def produce_all(producer: Producer, topic: str, items, on_delivery: Callable, de
             producer.poll(0)
     left = producer.flush(max(1.0, deadline - time.monotonic()))
     assert left == 0, f"{left} messages still undelivered at the deadline"
+
+
+class AckedLoad(threading.Thread):
+    """acks=all confluent producer over `partitions` partitions (round robin) that records every acknowledged
+    (partition, offset, value) until stopped; for tests that stop or kill the node under load."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        super().__init__(daemon=True)
+        self.producer = confluent_producer(
+            bootstrap, **{"linger.ms": 2, "message.timeout.ms": 6000, "request.timeout.ms": 3000,
+                          "reconnect.backoff.max.ms": 500, "log_level": 2}  # the refused reconnects are expected
+        )
+        self.topic = topic
+        self.partitions = partitions
+        self.acked: list[tuple[int, int, bytes]] = []
+        self.failed = 0
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def wait_for_acks(self, count: int, deadline_s: float = 60.0) -> None:
+        deadline = time.monotonic() + deadline_s
+        while len(self.acked) < count:
+            assert time.monotonic() < deadline and self.is_alive(), \
+                f"only {len(self.acked)} acks after {deadline_s} s"
+            time.sleep(0.1)
+
+    def finish(self) -> None:
+        """Stops producing and waits (bounded) for the outstanding deliveries to be acknowledged or to fail."""
+        self.stop.set()
+        self.join(60)
+        assert not self.is_alive(), "producer thread did not stop within 60 s"
+        assert self.error is None, f"producer thread failed: {self.error!r}"
+
+    def on_delivery(self, err, msg) -> None:
+        if err is None:
+            self.acked.append((msg.partition(), msg.offset(), msg.value()))
+        else:
+            self.failed += 1
+
+    def run(self) -> None:
+        try:
+            rng = random.Random(7)
+            seq = 0
+            while not self.stop.is_set():
+                value = f"{seq:09d}:".encode() + rng.randbytes(rng.randint(0, 400))
+                try:
+                    self.producer.produce(self.topic, key=str(seq).encode(), value=value,
+                                          partition=seq % self.partitions, on_delivery=self.on_delivery)
+                    seq += 1
+                except BufferError:
+                    self.producer.poll(0.01)
+                if seq % 200 == 0:
+                    self.producer.poll(0)
+            self.producer.flush(20)
+        except BaseException as err:  # surfaced by the test
+            self.error = err
 
 
 def confluent_consume(bootstrap: str, topic: str, expected: dict[int, int], timeout: float = 180.0,

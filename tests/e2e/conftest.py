@@ -207,8 +207,10 @@ def pinlog_factory(request):
             problems.append(f"{s.name} died on its own with code {s.proc.returncode}")
         if s.alive:
             s.stop()
-        if re.search(r"panicked at|RUST_BACKTRACE|stack backtrace", s.log_text()):
-            problems.append(f"{s.name} panicked (see its log)")
+        panic = re.search(r"^.*panicked at.*(\n.*)?|RUST_BACKTRACE|stack backtrace", s.log_text(), re.MULTILINE)
+        if panic:
+            # The panic's own lines first: a CI log may keep only the short summary at its end.
+            problems.append(f"{s.name} panicked: {' / '.join(panic.group(0).splitlines())} (see {s.log_path})")
     failed = getattr(request.node, "_pinlog_failed", False)
     if not problems and not failed and os.environ.get("PINLOG_E2E_KEEP") != "1":
         shutil.rmtree(base, ignore_errors=True)

@@ -5,6 +5,8 @@
 2. Then garbage at the logical end of the last segment (a torn half batch, then 100 random bytes), as a crash in
    the middle of a write leaves it: the restarted node truncates to the last valid batch (same high watermark),
    serves reads, takes new writes, and those new writes survive another restart.
+3. A graceful stop in the middle of a produce load over many partitions closes every partition it opened, once,
+   and opens none while it stops (requests still arrive then); after a restart every acknowledged record is there.
 
 Segments are preallocated and zero-filled, so the "end" of a segment is found by walking the batch headers.
 """
@@ -15,7 +17,6 @@ import mmap
 import os
 import random
 import struct
-import threading
 import time
 from pathlib import Path
 
@@ -74,65 +75,19 @@ def as_map(records: dict[int, list[kafka_wire.Record]]) -> dict[tuple[int, int],
     return {(p, r.offset): r.value for p, recs in records.items() for r in recs}
 
 
-class LoadThread(threading.Thread):
-    """acks=all confluent producer that records every acknowledged (partition, offset, value) until stopped."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(daemon=True)
-        self.producer = clients.confluent_producer(
-            bootstrap, **{"linger.ms": 2, "message.timeout.ms": 6000, "request.timeout.ms": 3000,
-                          "reconnect.backoff.max.ms": 500, "log_level": 2}  # the refused reconnects are expected
-        )
-        self.topic = topic
-        self.acked: list[tuple[int, int, bytes]] = []
-        self.failed = 0
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-
-    def on_delivery(self, err, msg) -> None:
-        if err is None:
-            self.acked.append((msg.partition(), msg.offset(), msg.value()))
-        else:
-            self.failed += 1
-
-    def run(self) -> None:
-        try:
-            rng = random.Random(7)
-            seq = 0
-            while not self.stop.is_set():
-                value = f"{seq:09d}:".encode() + rng.randbytes(rng.randint(0, 400))
-                try:
-                    self.producer.produce(self.topic, key=str(seq).encode(), value=value,
-                                          partition=seq % PARTITIONS, on_delivery=self.on_delivery)
-                    seq += 1
-                except BufferError:
-                    self.producer.poll(0.01)
-                if seq % 200 == 0:
-                    self.producer.poll(0)
-            self.producer.flush(20)
-        except BaseException as err:  # surfaced by the test
-            self.error = err
-
-
 @pytest.mark.timeout(300)
 def test_kill9_during_load_then_torn_tail(pinlog):
     topic = "crash"
     kafka_wire.create_topic(pinlog.bootstrap, topic, PARTITIONS)
 
     # --- 1. kill -9 under load
-    load = LoadThread(pinlog.bootstrap, topic)
+    load = clients.AckedLoad(pinlog.bootstrap, topic, PARTITIONS)
     load.start()
-    deadline = time.monotonic() + 60
     time.sleep(LOAD_SECONDS_BEFORE_KILL)
-    while len(load.acked) < 1000:
-        assert time.monotonic() < deadline and load.is_alive(), f"only {len(load.acked)} acks after 60 s"
-        time.sleep(0.1)
+    load.wait_for_acks(1000)
     pinlog.kill9()
     acked_at_kill = len(load.acked)
-    load.stop.set()
-    load.join(60)
-    assert not load.is_alive(), "producer thread did not stop within 60 s"
-    assert load.error is None, f"producer thread failed: {load.error!r}"
+    load.finish()
     print(f"\nacknowledged {len(load.acked)} records ({acked_at_kill} before the kill returned), "
           f"{load.failed} failed after the kill")
 
@@ -186,3 +141,28 @@ def test_kill9_during_load_then_torn_tail(pinlog):
     check_new()
     assert as_map({p: kafka_wire.read_partition(pinlog.bootstrap, topic, p, end=before[p])
                    for p in range(PARTITIONS)}) == before_records
+
+
+def test_graceful_stop_under_load_closes_each_partition_once_and_keeps_acked_records(pinlog):
+    topic, partitions = "stop-under-load", 24
+    kafka_wire.create_topic(pinlog.bootstrap, topic, partitions)
+    load = clients.AckedLoad(pinlog.bootstrap, topic, partitions)
+    load.start()
+    load.wait_for_acks(3000)
+    assert pinlog.stop() == 0, "a graceful stop exits with code 0"
+    load.finish()
+
+    log = pinlog.log_text()
+    opened, closed = log.count("partition log opened"), log.count("partition log closed")
+    assert opened == partitions and closed == partitions, \
+        f"{opened} opens and {closed} closes of {partitions} partitions in one run that stopped under load"
+    assert "cannot open partition" not in log
+
+    pinlog.start()
+    present = {}
+    for p in range(partitions):
+        recs = kafka_wire.read_partition(pinlog.bootstrap, topic, p)
+        assert [r.offset for r in recs] == list(range(len(recs))), f"partition {p}: offsets not contiguous from 0"
+        present.update({(p, r.offset): r.value for r in recs})
+    lost = [(p, o) for p, o, v in load.acked if present.get((p, o)) != v]
+    assert not lost, f"{len(lost)} of {len(load.acked)} acknowledged records lost or changed, e.g. {lost[:5]}"
