@@ -1,6 +1,6 @@
 //! Where a partition's work runs: on this shard if it owns the partition, otherwise on its owner over the mesh.
 //! Ownership comes from the metadata snapshot (the controller places partitions on shards). The fetch path's reads
-//! and long-poll go to each owner shard as one call for all of its partitions (see `shard_call.rs`).
+//! requests go to each owner shard as one call for all of the request's partitions there (see `shard_call.rs`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use pinlog_raft_shard::MetadataSnapshot;
 use crate::codes;
 use crate::context::{NetConfig, ShardContext};
 use crate::partition_ops::{self, PartitionOp, PartitionReply, PartitionRequest};
-use crate::shard_call::{ReadWant, ShardCall, ShardReply, WaitWant};
+use crate::shard_call::{ShardCall, ShardReply, WaitWant};
 
 /// Slack added to a forwarded request's own bound, so the owner's answer (even a timeout answer) can still arrive.
 const MESH_DEADLINE_SLACK: Duration = Duration::from_secs(5);
@@ -28,27 +28,8 @@ pub fn locate(snapshot: &MetadataSnapshot, topic: &str, partition: i32) -> Optio
 
 /// Runs one partition request wherever the partition lives and returns its reply; never fails, errors are codes.
 pub async fn execute(ctx: &Rc<ShardContext>, request: PartitionRequest) -> PartitionReply {
-    let snapshot = ctx.snapshot();
-    let Some((shard, _)) = locate(&snapshot, &request.topic, request.partition) else {
-        return PartitionReply::error_for(&request.op, codes::UNKNOWN_TOPIC_OR_PARTITION);
-    };
-    if shard == ctx.shard_id {
-        return run_local(ctx, &snapshot, request).await;
-    }
-    let deadline = mesh_deadline(&request.op, &ctx.config);
-    let timed_out = PartitionReply::error_for(&request.op, codes::REQUEST_TIMED_OUT);
-    match ctx
-        .mesh
-        .call(shard, snapshot.version, ShardCall::One(request), deadline)
-        .await
-    {
-        Ok(ShardReply::One(reply)) => reply,
-        Ok(other) => unreachable!("a partition call answered with {other:?}"),
-        Err(err) => {
-            tracing::warn!(%err, "forwarding to the owner shard failed");
-            timed_out
-        }
-    }
+    let mut replies = execute_many(ctx, vec![request]).await;
+    replies.pop().expect("one reply per request")
 }
 
 /// The indices of `items` grouped by owner shard, in request order within each group; items of unknown
@@ -72,73 +53,73 @@ fn by_owner<T>(
     groups
 }
 
-fn read_error(error_code: i16) -> PartitionReply {
-    let op = PartitionOp::Read {
-        offset: 0,
-        max_bytes: 0,
-    };
-    PartitionReply::error_for(&op, error_code)
-}
-
-fn read_request(want: &ReadWant) -> PartitionRequest {
-    PartitionRequest {
-        topic: want.topic.clone(),
-        partition: want.partition,
-        op: PartitionOp::Read {
-            offset: want.offset,
-            max_bytes: want.max_bytes,
-        },
-    }
-}
-
-/// Reads every partition of `wants` on its owner shard, all at once: one mesh call per other shard. The replies
-/// (`PartitionReply::Read`) come back in request order.
-pub async fn read_all(ctx: &Rc<ShardContext>, wants: Vec<ReadWant>) -> Vec<PartitionReply> {
+/// Runs every request on its partition's owner shard, all at once: the local ones here, the others as one mesh
+/// call per owner shard. The replies come back in request order. Within each shard the ops start in request order,
+/// so pipelined requests reach a partition in the order they were sent.
+pub async fn execute_many(
+    ctx: &Rc<ShardContext>,
+    requests: Vec<PartitionRequest>,
+) -> Vec<PartitionReply> {
     let snapshot = ctx.snapshot();
-    let mut replies: Vec<PartitionReply> = wants
+    let mut replies: Vec<PartitionReply> = requests
         .iter()
-        .map(|_| read_error(codes::UNKNOWN_TOPIC_OR_PARTITION))
+        .map(|r| PartitionReply::error_for(&r.op, codes::UNKNOWN_TOPIC_OR_PARTITION))
         .collect();
-    let groups = by_owner(&snapshot, &wants, |w| (&w.topic, w.partition));
-    let answers = join_all(groups.into_iter().map(|(shard, indices)| {
+    let groups = by_owner(&snapshot, &requests, |r| (&r.topic, r.partition));
+    let mut requests: Vec<Option<PartitionRequest>> = requests.into_iter().map(Some).collect();
+    let calls = groups.into_iter().map(|(shard, indices)| {
+        let group: Vec<PartitionRequest> = indices
+            .iter()
+            .map(|&i| requests[i].take().expect("each request is in one group"))
+            .collect();
         let snapshot = &snapshot;
-        let group: Vec<ReadWant> = indices.iter().map(|&i| wants[i].clone()).collect();
         async move {
             let answers = if shard == ctx.shard_id {
-                join_all(
-                    group
-                        .iter()
-                        .map(|w| run_local(ctx, snapshot, read_request(w))),
-                )
-                .await
+                join_all(group.into_iter().map(|r| run_local(ctx, snapshot, r))).await
             } else {
-                let deadline = ctx.config.request_timeout + MESH_DEADLINE_SLACK;
-                let count = group.len();
-                match ctx
-                    .mesh
-                    .call(shard, snapshot.version, ShardCall::Reads(group), deadline)
-                    .await
-                {
-                    Ok(ShardReply::Reads(answers)) if answers.len() == count => answers,
-                    Ok(other) => unreachable!("reads answered with {other:?}"),
-                    Err(err) => {
-                        tracing::warn!(%err, "reading on the owner shard failed");
-                        (0..count)
-                            .map(|_| read_error(codes::REQUEST_TIMED_OUT))
-                            .collect()
-                    }
-                }
+                call_many(ctx, shard, snapshot.version, group).await
             };
             (indices, answers)
         }
-    }))
-    .await;
-    for (indices, answers) in answers {
+    });
+    for (indices, answers) in join_all(calls).await {
         for (i, answer) in indices.into_iter().zip(answers) {
             replies[i] = answer;
         }
     }
     replies
+}
+
+/// The requests of one other shard's partitions, as one mesh call bounded by the longest of their own bounds.
+async fn call_many(
+    ctx: &Rc<ShardContext>,
+    shard: u32,
+    metadata_version: u64,
+    group: Vec<PartitionRequest>,
+) -> Vec<PartitionReply> {
+    let count = group.len();
+    let deadline = group
+        .iter()
+        .map(|r| mesh_deadline(&r.op, &ctx.config))
+        .max()
+        .unwrap_or(MESH_DEADLINE_SLACK);
+    // Kept to answer with if the call fails: the ops themselves travel in the call.
+    let timed_out: Vec<PartitionReply> = group
+        .iter()
+        .map(|r| PartitionReply::error_for(&r.op, codes::REQUEST_TIMED_OUT))
+        .collect();
+    match ctx
+        .mesh
+        .call(shard, metadata_version, ShardCall::Many(group), deadline)
+        .await
+    {
+        Ok(ShardReply::Many(answers)) if answers.len() == count => answers,
+        Ok(other) => unreachable!("{count} partition ops answered with {other:?}"),
+        Err(err) => {
+            tracing::warn!(%err, "forwarding to the owner shard failed");
+            timed_out
+        }
+    }
 }
 
 /// Resolves when any partition of `wants` has data past its offset, or after `max_wait`: one waiter set per owner
@@ -216,18 +197,31 @@ pub async fn execute_all(
     ctx: &Rc<ShardContext>,
     topics: Vec<(String, Vec<(i32, PartitionOp)>)>,
 ) -> Vec<Vec<(i32, PartitionReply)>> {
-    let requests = topics.into_iter().map(|(topic, partitions)| {
+    let mut layout: Vec<Vec<i32>> = Vec::with_capacity(topics.len());
+    let mut requests = Vec::new();
+    for (topic, partitions) in topics {
         let topic: Arc<str> = Arc::from(topic);
-        join_all(partitions.into_iter().map(move |(partition, op)| {
-            let request = PartitionRequest {
-                topic: topic.clone(),
-                partition,
-                op,
-            };
-            async move { (partition, execute(ctx, request).await) }
-        }))
-    });
-    join_all(requests).await
+        layout.push(partitions.iter().map(|(p, _)| *p).collect());
+        requests.extend(
+            partitions
+                .into_iter()
+                .map(|(partition, op)| PartitionRequest {
+                    topic: topic.clone(),
+                    partition,
+                    op,
+                }),
+        );
+    }
+    let mut replies = execute_many(ctx, requests).await.into_iter();
+    layout
+        .into_iter()
+        .map(|partitions| {
+            partitions
+                .into_iter()
+                .map(|p| (p, replies.next().expect("one reply per request")))
+                .collect()
+        })
+        .collect()
 }
 
 /// Runs a request that another shard forwarded here, once this shard has seen the requester's metadata version.
@@ -248,14 +242,8 @@ pub async fn run_for_peer(
         }
     }
     match call {
-        ShardCall::One(request) => ShardReply::One(run_owned(ctx, &snapshot, request).await),
-        ShardCall::Reads(wants) => ShardReply::Reads(
-            join_all(
-                wants
-                    .iter()
-                    .map(|w| run_owned(ctx, &snapshot, read_request(w))),
-            )
-            .await,
+        ShardCall::Many(requests) => ShardReply::Many(
+            join_all(requests.into_iter().map(|r| run_owned(ctx, &snapshot, r))).await,
         ),
         ShardCall::WaitForAny {
             partitions,
@@ -282,10 +270,12 @@ async fn run_owned(
 fn timed_out(call: ShardCall) -> ShardReply {
     let code = codes::REQUEST_TIMED_OUT;
     match call {
-        ShardCall::One(request) => ShardReply::One(PartitionReply::error_for(&request.op, code)),
-        ShardCall::Reads(wants) => {
-            ShardReply::Reads(wants.iter().map(|_| read_error(code)).collect())
-        }
+        ShardCall::Many(requests) => ShardReply::Many(
+            requests
+                .iter()
+                .map(|r| PartitionReply::error_for(&r.op, code))
+                .collect(),
+        ),
         ShardCall::WaitForAny { .. } => ShardReply::Waited,
     }
 }

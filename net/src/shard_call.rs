@@ -1,22 +1,18 @@
-//! What one shard asks another to run over the mesh: one partition's op, or one of the fetch path's operations on
-//! every partition of a request that the other shard owns. A fetch of a thousand partitions split over two shards
-//! thus costs one mesh round trip per shard for its reads, and one for its long-poll, instead of one per partition;
-//! and a long-poll that ends on this shard leaves at most one waiter set behind on each other shard, which ends at
-//! the first new data or at `max_wait` (a per-partition wait used to leave one waiter per partition).
+//! What one shard asks another to run over the mesh: the partition ops of one request for every partition the other
+//! shard owns, or a fetch's long-poll on those partitions. A produce or fetch of a thousand partitions split over two
+//! shards thus costs one mesh round trip per shard (and one for the long-poll), instead of one per partition; and a
+//! long-poll that ends on this shard leaves at most one waiter set behind on each other shard, which ends at the
+//! first new data or at `max_wait` (a per-partition wait used to leave one waiter per partition).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::partition_ops::{PartitionReply, PartitionRequest};
 
-// `One` is the large variant and the hot one (forwarded produce): boxing it would cost an allocation per forwarded
-// op, and the message moves through the mesh channel by value either way, as `PartitionRequest` did before.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ShardCall {
-    One(PartitionRequest),
-    /// Whole batches of each partition, answered in the same order (see `PartitionOp::Read`).
-    Reads(Vec<ReadWant>),
+    /// Ops on partitions the other shard owns, run concurrently there, answered in the same order.
+    Many(Vec<PartitionRequest>),
     /// Resolves when any of the partitions has data past its offset, or after `max_wait`.
     WaitForAny {
         partitions: Vec<WaitWant>,
@@ -26,18 +22,9 @@ pub enum ShardCall {
 
 #[derive(Debug)]
 pub enum ShardReply {
-    One(PartitionReply),
-    /// A `PartitionReply::Read` per requested partition, in request order.
-    Reads(Vec<PartitionReply>),
+    /// A reply per op of `ShardCall::Many`, in its order.
+    Many(Vec<PartitionReply>),
     Waited,
-}
-
-#[derive(Debug, Clone)]
-pub struct ReadWant {
-    pub topic: Arc<str>,
-    pub partition: i32,
-    pub offset: i64,
-    pub max_bytes: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -143,6 +143,27 @@ def test_produce_to_missing_partition_is_unknown_topic_or_partition(pinlog):
         assert res[1] == (NONE, 0) and res[7][0] == UNKNOWN_TOPIC_OR_PARTITION, f"mixed request -> {res}"
 
 
+def test_one_produce_over_both_shards_answers_each_partition_with_its_own_result(pinlog):
+    """The partitions of one request run on their owner shards (one mesh call per shard); each answer must come back
+    to its own partition: base offsets differ per partition here, and one batch is corrupt, one partition unknown."""
+    partitions = 6
+    kafka_wire.create_topic(pinlog.bootstrap, "spread", partitions)
+    with pinlog.wire() as c:
+        for p in range(partitions):
+            for _ in range(p):
+                assert c.produce("spread", {p: kafka_wire.build_batch([(None, b"pre")])}, acks=-1)[p][0] == NONE
+        good = kafka_wire.build_batch([(None, b"x")])
+        bad = kafka_wire.build_batch([(None, b"y")], corrupt_crc=True)
+        request = {p: good for p in range(partitions)} | {3: bad, 40: good}
+        res = c.produce("spread", request, acks=-1)
+    assert res[3][0] == CORRUPT_MESSAGE, res
+    assert res[40][0] == UNKNOWN_TOPIC_OR_PARTITION, res
+    assert {p: res[p] for p in range(partitions) if p != 3} == {p: (NONE, p) for p in range(partitions) if p != 3}
+    assert kafka_wire.high_watermarks(pinlog.bootstrap, "spread", partitions) == {
+        p: p + (p != 3) for p in range(partitions)
+    }
+
+
 def test_create_topics_with_zero_partitions_is_invalid_partitions(pinlog):
     with pinlog.wire() as c:
         res = c.create_topics([("zero", 0), ("fine", 2)])

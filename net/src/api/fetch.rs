@@ -20,9 +20,9 @@ use kafka_protocol::messages::{BrokerId, TopicName};
 
 use crate::codes;
 use crate::context::ShardContext;
-use crate::partition_ops::PartitionReply;
+use crate::partition_ops::{PartitionOp, PartitionReply, PartitionRequest};
 use crate::route;
-use crate::shard_call::{ReadWant, WaitWant};
+use crate::shard_call::WaitWant;
 
 /// Longest long-poll pinlog honours, whatever the client asks.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -84,16 +84,18 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchRespon
 }
 
 async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted]) -> Vec<Got> {
-    let wants = wanted
+    let reads = wanted
         .iter()
-        .map(|w| ReadWant {
+        .map(|w| PartitionRequest {
             topic: w.topic_key.clone(),
             partition: w.partition,
-            offset: w.offset,
-            max_bytes: w.max_bytes,
+            op: PartitionOp::Read {
+                offset: w.offset,
+                max_bytes: w.max_bytes,
+            },
         })
         .collect();
-    route::read_all(ctx, wants)
+    route::execute_many(ctx, reads)
         .await
         .into_iter()
         .map(|reply| match reply {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures::future::join_all;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
@@ -47,6 +46,10 @@ impl PartitionResult {
     }
 }
 type TopicResults = Vec<(TopicName, Vec<PartitionResult>)>;
+
+/// A partition of the request, in request order: refused before running (the code), or its op pushed to the ops that
+/// run, whose replies come back in the same order.
+type Planned = (i32, Result<(), i16>);
 
 /// Starts a decoded Produce request; `frame` is the buffer it was decoded from.
 pub fn dispatch(
@@ -204,68 +207,83 @@ fn run(
             }
         }
         let mut records = records.into_iter();
-        let topics = request.topic_data.into_iter().map(|topic| {
-            let name: Arc<str> = Arc::from(topic.name.0.as_str());
-            let partitions = join_all(topic.partition_data.into_iter().map(|p| {
-                let ctx = ctx.clone();
-                let index = p.index;
-                let op = match records.next().expect("one entry per partition") {
-                    _ if !matches!(acks, -1..=1) => Err(codes::INVALID_REQUIRED_ACKS),
-                    Some(records) => {
-                        ctx.metrics
-                            .produce_bytes_total
-                            .fetch_add(records.len() as u64, Relaxed);
-                        Ok(PartitionOp::Produce {
-                            records,
-                            acks,
-                            timeout,
-                        })
-                    }
-                    None => Err(codes::CORRUPT_MESSAGE),
-                };
-                let request = op.map(|op| PartitionRequest {
-                    topic: name.clone(),
-                    partition: index,
-                    op,
-                });
-                async move {
-                    let request = match request {
-                        Ok(request) => request,
-                        Err(code) => return PartitionResult::failed(index, code),
-                    };
-                    match route::execute(&ctx, request).await {
-                        PartitionReply::Produced {
-                            error_code,
-                            base_offset,
-                            log_start_offset,
-                            log_append_time_ms,
-                            duplicate,
-                        } => {
-                            if duplicate {
+        let mut ops: Vec<PartitionRequest> = Vec::new();
+        let layout: Vec<(TopicName, Vec<Planned>)> = request
+            .topic_data
+            .into_iter()
+            .map(|topic| {
+                let name: Arc<str> = Arc::from(topic.name.0.as_str());
+                let partitions = topic
+                    .partition_data
+                    .into_iter()
+                    .map(|p| {
+                        let op = match records.next().expect("one entry per partition") {
+                            _ if !matches!(acks, -1..=1) => Err(codes::INVALID_REQUIRED_ACKS),
+                            Some(records) => {
                                 ctx.metrics
-                                    .produce_duplicate_batches_total
-                                    .fetch_add(1, Relaxed);
-                                tracing::debug!(
-                                    partition = index,
-                                    base_offset,
-                                    "retried batch answered as a duplicate"
-                                );
+                                    .produce_bytes_total
+                                    .fetch_add(records.len() as u64, Relaxed);
+                                ops.push(PartitionRequest {
+                                    topic: name.clone(),
+                                    partition: p.index,
+                                    op: PartitionOp::Produce {
+                                        records,
+                                        acks,
+                                        timeout,
+                                    },
+                                });
+                                Ok(())
                             }
-                            PartitionResult {
-                                index,
-                                error_code,
-                                base_offset,
-                                log_start_offset,
-                                log_append_time_ms,
-                            }
-                        }
-                        other => unreachable!("Produce answered with {other:?}"),
-                    }
-                }
-            }));
-            async move { (topic.name, partitions.await) }
-        });
-        join_all(topics).await
+                            None => Err(codes::CORRUPT_MESSAGE),
+                        };
+                        (p.index, op)
+                    })
+                    .collect();
+                (topic.name, partitions)
+            })
+            .collect();
+        let mut replies = route::execute_many(&ctx, ops).await.into_iter();
+        layout
+            .into_iter()
+            .map(|(name, partitions)| {
+                let results = partitions.into_iter().map(|(index, op)| match op {
+                    Err(code) => PartitionResult::failed(index, code),
+                    Ok(()) => produced(&ctx, index, replies.next().expect("a reply per op")),
+                });
+                (name, results.collect())
+            })
+            .collect()
+    }
+}
+
+fn produced(ctx: &ShardContext, index: i32, reply: PartitionReply) -> PartitionResult {
+    match reply {
+        PartitionReply::Produced {
+            error_code,
+            base_offset,
+            log_start_offset,
+            log_append_time_ms,
+            duplicate,
+        } => {
+            if duplicate {
+                ctx.metrics
+                    .produce_duplicate_batches_total
+                    .fetch_add(1, Relaxed);
+                tracing::debug!(
+                    partition = index,
+                    base_offset,
+                    "retried batch answered as a duplicate"
+                );
+            }
+            PartitionResult {
+                index,
+                error_code,
+                base_offset,
+                log_start_offset,
+                log_append_time_ms,
+            }
+        }
+        other => unreachable!("Produce answered with {other:?}"),
     }
 }
 
