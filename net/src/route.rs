@@ -32,25 +32,34 @@ pub async fn execute(ctx: &Rc<ShardContext>, request: PartitionRequest) -> Parti
     replies.pop().expect("one reply per request")
 }
 
-/// The indices of `items` grouped by owner shard, in request order within each group; items of unknown
-/// partitions are left out (their answer is UNKNOWN_TOPIC_OR_PARTITION).
+/// The items grouped by owner shard, each with its index in `items` (request order within a group), and the items
+/// of partitions the snapshot does not know.
+struct ByOwner<T> {
+    groups: Vec<(u32, Vec<(usize, T)>)>,
+    unknown: Vec<(usize, T)>,
+}
+
 fn by_owner<T>(
     snapshot: &MetadataSnapshot,
-    items: &[T],
+    items: Vec<T>,
     key: impl Fn(&T) -> (&str, i32),
-) -> Vec<(u32, Vec<usize>)> {
-    let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let (topic, partition) = key(item);
+) -> ByOwner<T> {
+    let mut split = ByOwner {
+        groups: Vec::new(),
+        unknown: Vec::new(),
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let (topic, partition) = key(&item);
         let Some((shard, _)) = locate(snapshot, topic, partition) else {
+            split.unknown.push((i, item));
             continue;
         };
-        match groups.iter_mut().find(|(s, _)| *s == shard) {
-            Some((_, group)) => group.push(i),
-            None => groups.push((shard, vec![i])),
+        match split.groups.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, group)) => group.push((i, item)),
+            None => split.groups.push((shard, vec![(i, item)])),
         }
     }
-    groups
+    split
 }
 
 /// Runs every request on its partition's owner shard, all at once: the local ones here, the others as one mesh
@@ -61,17 +70,16 @@ pub async fn execute_many(
     requests: Vec<PartitionRequest>,
 ) -> Vec<PartitionReply> {
     let snapshot = ctx.snapshot();
-    let mut replies: Vec<PartitionReply> = requests
-        .iter()
-        .map(|r| PartitionReply::error_for(&r.op, codes::UNKNOWN_TOPIC_OR_PARTITION))
-        .collect();
-    let groups = by_owner(&snapshot, &requests, |r| (&r.topic, r.partition));
-    let mut requests: Vec<Option<PartitionRequest>> = requests.into_iter().map(Some).collect();
-    let calls = groups.into_iter().map(|(shard, indices)| {
-        let group: Vec<PartitionRequest> = indices
-            .iter()
-            .map(|&i| requests[i].take().expect("each request is in one group"))
-            .collect();
+    let mut replies: Vec<Option<PartitionReply>> = (0..requests.len()).map(|_| None).collect();
+    let ByOwner { groups, unknown } = by_owner(&snapshot, requests, |r| (&r.topic, r.partition));
+    for (i, request) in unknown {
+        replies[i] = Some(PartitionReply::error_for(
+            &request.op,
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+        ));
+    }
+    let calls = groups.into_iter().map(|(shard, group)| {
+        let (indices, group): (Vec<usize>, Vec<PartitionRequest>) = group.into_iter().unzip();
         let snapshot = &snapshot;
         async move {
             let answers = if shard == ctx.shard_id {
@@ -84,10 +92,13 @@ pub async fn execute_many(
     });
     for (indices, answers) in join_all(calls).await {
         for (i, answer) in indices.into_iter().zip(answers) {
-            replies[i] = answer;
+            replies[i] = Some(answer);
         }
     }
     replies
+        .into_iter()
+        .map(|r| r.expect("every request is answered: unknown, or in its owner's group"))
+        .collect()
 }
 
 /// The requests of one other shard's partitions, as one mesh call bounded by the longest of their own bounds.
@@ -127,14 +138,14 @@ async fn call_many(
 /// where the snapshot says ends it at once, so the caller reads again and answers with the error.
 pub async fn wait_for_any(ctx: &Rc<ShardContext>, wants: Vec<WaitWant>, max_wait: Duration) {
     let snapshot = ctx.snapshot();
-    let groups = by_owner(&snapshot, &wants, |w| (&w.topic, w.partition));
-    if groups.iter().map(|(_, g)| g.len()).sum::<usize>() < wants.len() {
+    let ByOwner { groups, unknown } = by_owner(&snapshot, wants, |w| (&w.topic, w.partition));
+    if !unknown.is_empty() {
         return;
     }
     let waits: Vec<LocalBoxFuture<'_, ()>> = groups
         .into_iter()
-        .map(|(shard, indices)| {
-            let group: Vec<WaitWant> = indices.iter().map(|&i| wants[i].clone()).collect();
+        .map(|(shard, group)| {
+            let group: Vec<WaitWant> = group.into_iter().map(|(_, want)| want).collect();
             let snapshot = snapshot.clone();
             async move {
                 if shard == ctx.shard_id {

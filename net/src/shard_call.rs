@@ -27,7 +27,7 @@ pub enum ShardReply {
     Waited,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WaitWant {
     pub topic: Arc<str>,
     pub partition: i32,
