@@ -68,16 +68,21 @@ class AckedLoad(threading.Thread):
         self.topic = topic
         self.partitions = partitions
         self.acked: list[tuple[int, int, bytes]] = []
+        self.acks_changed = threading.Condition()
         self.failed = 0
         self.stop = threading.Event()
         self.error: BaseException | None = None
 
     def wait_for_acks(self, count: int, deadline_s: float = 60.0) -> None:
+        """Returns once `count` records are acknowledged (woken by the delivery callback); fails at the deadline or
+        when the producer thread ends first."""
         deadline = time.monotonic() + deadline_s
-        while len(self.acked) < count:
-            assert time.monotonic() < deadline and self.is_alive(), \
-                f"only {len(self.acked)} acks after {deadline_s} s"
-            time.sleep(0.1)
+        with self.acks_changed:
+            while len(self.acked) < count:
+                left = deadline - time.monotonic()
+                assert left > 0 and self.is_alive(), f"only {len(self.acked)} acks after {deadline_s} s"
+                # Bounded so a producer thread that died without a callback is noticed.
+                self.acks_changed.wait(min(left, 1.0))
 
     def finish(self) -> None:
         """Stops producing and waits (bounded) for the outstanding deliveries to be acknowledged or to fail."""
@@ -88,7 +93,9 @@ class AckedLoad(threading.Thread):
 
     def on_delivery(self, err, msg) -> None:
         if err is None:
-            self.acked.append((msg.partition(), msg.offset(), msg.value()))
+            with self.acks_changed:
+                self.acked.append((msg.partition(), msg.offset(), msg.value()))
+                self.acks_changed.notify_all()
         else:
             self.failed += 1
 
