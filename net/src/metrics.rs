@@ -88,16 +88,20 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", get(m).load(Relaxed));
         }
     }
+    // Each family's samples form one group after its `# TYPE` line, as the exposition format requires.
+    let per_api = |shard: usize, api: ApiKey| format!("shard=\"{shard}\",api=\"{api:?}\"");
     let _ = writeln!(out, "# TYPE pinlog_requests_total counter");
+    for (shard, m) in shards.iter().enumerate() {
+        for (i, (api, _, _)) in SUPPORTED_APIS.iter().enumerate() {
+            let labels = per_api(shard, *api);
+            let total = m.requests_total[i].load(Relaxed);
+            let _ = writeln!(out, "pinlog_requests_total{{{labels}}} {total}");
+        }
+    }
     let _ = writeln!(out, "# TYPE pinlog_request_latency_seconds histogram");
     for (shard, m) in shards.iter().enumerate() {
         for (i, (api, _, _)) in SUPPORTED_APIS.iter().enumerate() {
-            let labels = format!("shard=\"{shard}\",api=\"{api:?}\"");
-            let _ = writeln!(
-                out,
-                "pinlog_requests_total{{{labels}}} {}",
-                m.requests_total[i].load(Relaxed)
-            );
+            let labels = per_api(shard, *api);
             m.request_latency[i].write_prometheus(
                 &mut out,
                 "pinlog_request_latency_seconds",
@@ -182,5 +186,32 @@ mod tests {
             "pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"0\",le=\"0.000512\"} 1\n"
         ));
         assert!(text.contains("pinlog_storage_write_latency_seconds_count{shard=\"0\"} 0\n"));
+    }
+
+    /// The text format wants one `# TYPE` per family, before all of its samples, which form one group.
+    #[test]
+    fn each_family_is_one_group_after_its_type_line() {
+        let shards = [ShardMetrics::new(), ShardMetrics::new()];
+        let text = render(&shards);
+        let mut typed: Vec<&str> = Vec::new();
+        let mut current: Option<&str> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let family = rest.split(' ').next().unwrap_or_default();
+                assert!(!typed.contains(&family), "second TYPE line for {family}");
+                typed.push(family);
+                current = Some(family);
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let family = current.unwrap_or_else(|| panic!("sample before any TYPE: {line}"));
+            let belongs = name == family
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| name.strip_suffix(suffix) == Some(family));
+            assert!(belongs, "{name} sits in the group of {family}");
+        }
+        assert!(typed.contains(&"pinlog_requests_total"));
+        assert!(typed.contains(&"pinlog_request_latency_seconds"));
     }
 }
