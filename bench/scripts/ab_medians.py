@@ -15,6 +15,7 @@ FIGURES = [
     ("publish p50 ms", ("publish_latency_ms", "p50")),
     ("publish p99 ms", ("publish_latency_ms", "p99")),
     ("e2e p99 ms", ("e2e_latency_ms", "p99")),
+    ("disk alone p99", ("disk_floor", "latency_ms", "p99")),
     ("server cores", ("cpu", "server_cores")),
     ("client cores", ("cpu", "client_cores")),
 ]

@@ -32,6 +32,15 @@ const METRICS: &[Metric] = &[
             .map(|c| r.produce.mb_s / c)
     }),
     ("produce_to_disk_ratio", |r| r.produce_to_disk_ratio),
+    ("disk alone p99 ms (same rate)", |r| {
+        r.disk_floor.as_ref().map(|f| f.latency_ms.p99)
+    }),
+    ("publish p99 / disk alone p99", |r| {
+        r.disk_floor
+            .as_ref()
+            .filter(|f| f.latency_ms.p99 > 0.0)
+            .map(|f| r.publish_latency_ms.p99 / f.latency_ms.p99)
+    }),
 ];
 
 fn cell(v: Option<f64>) -> String {

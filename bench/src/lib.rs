@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod cpu;
+pub mod disk_floor;
 pub mod driver;
 pub mod error;
 pub mod limits;

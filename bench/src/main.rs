@@ -1,7 +1,7 @@
 //! `pinlog-bench`: run a workload against any Kafka-compatible broker, measure the machine's limits, render and
 //! compare results. See bench/README.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -11,7 +11,7 @@ use pinlog_bench::limits::{self, Limits};
 use pinlog_bench::result::BenchResult;
 use pinlog_bench::runner::{self, RunOptions};
 use pinlog_bench::workload::Workload;
-use pinlog_bench::{compare, plot, report};
+use pinlog_bench::{compare, disk_floor, plot, report};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,19 @@ enum Cmd {
         /// Measure even if the cache is fresh.
         #[arg(long)]
         force: bool,
+    },
+    /// The disk's latency floor at a rate: one writer, write + fdatasync per group commit, no broker (JSON out).
+    Floor {
+        /// Directory on the disk the broker writes to (never tmpfs).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Offered payload rate, MB/s (10^6 bytes).
+        #[arg(long)]
+        rate_mb_s: f64,
+        #[arg(long, default_value_t = 1024.0)]
+        record_bytes: f64,
+        #[arg(long, default_value_t = disk_floor::SECONDS_MAX)]
+        seconds: f64,
     },
     /// Print the summary of result files and render their plots.
     Report { files: Vec<PathBuf> },
@@ -98,6 +111,9 @@ struct RunArgs {
     /// Do not render SVG plots.
     #[arg(long)]
     no_plots: bool,
+    /// Skip the disk's latency floor that paced acks=all workloads measure before the run.
+    #[arg(long)]
+    no_disk_floor: bool,
 }
 
 fn run(args: RunArgs) -> Result<bool, BenchError> {
@@ -120,6 +136,11 @@ fn run(args: RunArgs) -> Result<bool, BenchError> {
         .as_deref()
         .map(BenchResult::load)
         .transpose()?;
+    let disk_floor = if args.no_disk_floor {
+        None
+    } else {
+        runner::measure_disk_floor(&workload, reference.as_ref(), &args.data_dir)
+    };
     let opts = RunOptions {
         workload,
         bootstrap: args.bootstrap,
@@ -128,6 +149,7 @@ fn run(args: RunArgs) -> Result<bool, BenchError> {
         server_pid: args.server_pid,
         limits,
         reference,
+        disk_floor,
         progress: !args.quiet,
     };
     let result = runner::run(&opts)?;
@@ -140,6 +162,27 @@ fn run(args: RunArgs) -> Result<bool, BenchError> {
         }
     }
     Ok(result.errors.is_empty())
+}
+
+fn floor(
+    data_dir: &Path,
+    rate_mb_s: f64,
+    record_bytes: f64,
+    seconds: f64,
+) -> Result<bool, BenchError> {
+    let valid = |v: f64| v.is_finite() && v > 0.0;
+    if !(valid(rate_mb_s) && valid(record_bytes) && valid(seconds)) {
+        return Err(BenchError::Tool {
+            tool: "floor".into(),
+            reason: "--rate-mb-s, --record-bytes and --seconds must be positive".into(),
+        });
+    }
+    let f = disk_floor::measure(data_dir, rate_mb_s * 1e6, record_bytes, seconds)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&f).expect("floor serializes")
+    );
+    Ok(true)
 }
 
 fn main() -> ExitCode {
@@ -157,6 +200,12 @@ fn main() -> ExitCode {
             );
             true
         }),
+        Cmd::Floor {
+            data_dir,
+            rate_mb_s,
+            record_bytes,
+            seconds,
+        } => floor(&data_dir, rate_mb_s, record_bytes, seconds),
         Cmd::Report { files } => files.iter().try_fold(true, |ok, f| {
             let r = BenchResult::load(f)?;
             print!("{}", report::summary(&r));

@@ -127,8 +127,22 @@ pub fn summary(r: &BenchResult) -> String {
         "produce_to_disk_ratio: {}",
         opt(r.produce_to_disk_ratio, 3)
     );
-    for g in &r.goals {
+    if let Some(f) = &r.disk_floor {
+        let l = &f.latency_ms;
         let _ = writeln!(
+            out,
+            "disk alone at {:.1} MB/s (one writer, write + fdatasync per commit, no network): latency p50 {:.2} p99 {:.2} \
+             p99.9 {:.2} ms, {} commits of {:.0} KB",
+            f.rate_mb_s,
+            l.p50,
+            l.p99,
+            l.p999,
+            f.commits,
+            f.write_bytes_mean / 1e3
+        );
+    }
+    for g in &r.goals {
+        let _ = write!(
             out,
             "goal {}: {:.3} {} {} -> {}",
             g.name,
@@ -137,6 +151,15 @@ pub fn summary(r: &BenchResult) -> String {
             g.target,
             if g.met { "met" } else { "NOT met" }
         );
+        if let (Some(disk), Some(disk_met)) = (g.disk_alone, g.disk_alone_met()) {
+            let reach = if disk_met {
+                "within this disk's reach"
+            } else {
+                "the disk alone misses it in this run: the goal is above this machine here"
+            };
+            let _ = write!(out, " (disk alone: {disk:.3}, {reach})");
+        }
+        let _ = writeln!(out);
     }
     for e in &r.errors {
         let _ = writeln!(out, "error: {e}");
@@ -147,7 +170,9 @@ pub fn summary(r: &BenchResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::result::sample_result;
+    use crate::disk_floor::DiskFloor;
+    use crate::result::{sample_result, Goal};
+    use crate::stats::Percentiles;
 
     #[test]
     fn summary_names_driver_figures_and_goals() {
@@ -161,6 +186,45 @@ mod tests {
         );
         assert!(
             text.contains("fdatasync p50 0.200 ms p99 2.000 ms"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn summary_says_whether_the_disk_alone_reaches_a_latency_goal() {
+        let mut r = sample_result();
+        r.disk_floor = Some(DiskFloor {
+            rate_mb_s: 512.0,
+            committed_mb_s: 512.0,
+            measured_s: 8.0,
+            commits: 16_000,
+            write_bytes_mean: 262_144.0,
+            latency_ms: Percentiles {
+                count: 4_000_000,
+                p50: 0.6,
+                p99: 1.2,
+                p999: 2.5,
+                ..Percentiles::default()
+            },
+        });
+        let mut above = Goal::at_most("publish_p99_to_fdatasync_p99", 16.0, 3.0);
+        above.disk_alone = Some(4.0);
+        let mut within = Goal::at_most("publish_p99_to_fdatasync_p99", 5.0, 3.0);
+        within.disk_alone = Some(1.5);
+        r.goals = vec![above, within];
+        let text = summary(&r);
+        assert!(
+            text.contains("disk alone at 512.0 MB/s") && text.contains("p99 1.20"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "16.000 <= 3 -> NOT met (disk alone: 4.000, the disk alone misses it in this run"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("5.000 <= 3 -> NOT met (disk alone: 1.500, within this disk's reach)"),
             "{text}"
         );
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::disk_floor::DiskFloor;
 use crate::error::BenchError;
 use crate::limits::Limits;
 use crate::machine::Machine;
@@ -49,6 +50,9 @@ pub struct BenchResult {
     pub series: Vec<Second>,
     /// produce.mb_s / limits.fio_seq_write_mb_s.
     pub produce_to_disk_ratio: Option<f64>,
+    /// The disk's own latency floor at the offered rate (paced acks=all workloads; see `disk_floor.rs`).
+    #[serde(default)]
+    pub disk_floor: Option<DiskFloor>,
     pub goals: Vec<Goal>,
     /// First error of each thread that saw one.
     pub errors: Vec<String>,
@@ -117,6 +121,9 @@ pub struct Goal {
     pub op: String,
     pub target: f64,
     pub met: bool,
+    /// The same figure for the disk alone (the floor), where measured: a goal the disk misses is above the machine.
+    #[serde(default)]
+    pub disk_alone: Option<f64>,
 }
 
 impl Goal {
@@ -127,7 +134,20 @@ impl Goal {
             op: ">=".into(),
             target,
             met: value >= target,
+            disk_alone: None,
         }
+    }
+
+    /// Whether the disk alone meets the goal (`None` where the floor was not measured).
+    pub fn disk_alone_met(&self) -> Option<bool> {
+        let at_most = self.op == "<=";
+        self.disk_alone.map(|d| {
+            if at_most {
+                d <= self.target
+            } else {
+                d >= self.target
+            }
+        })
     }
 
     pub fn at_most(name: &str, value: f64, target: f64) -> Goal {
@@ -137,6 +157,7 @@ impl Goal {
             op: "<=".into(),
             target,
             met: value <= target,
+            disk_alone: None,
         }
     }
 }
@@ -208,6 +229,13 @@ impl BenchResult {
         // Records consumed but no end-to-end sample is a measurement, not a gap: the consumers stayed behind by more
         // than the whole window (seen with librdkafka's consumer beside its max-rate producer on 2 cores). Speed is
         // not what this check judges; the report says so in words instead.
+        if self
+            .disk_floor
+            .as_ref()
+            .is_some_and(|f| f.latency_ms.count == 0 || f.commits == 0)
+        {
+            problems.push("disk_floor measured no commit".into());
+        }
         if w.fill.bytes > 0 && self.fill.is_none_or(|f| f.records == 0) {
             problems.push("fill phase wrote nothing".into());
         }
@@ -327,6 +355,7 @@ count = 1
             })
             .collect(),
         produce_to_disk_ratio: Some(0.1024),
+        disk_floor: None,
         goals: vec![Goal::at_least(
             "produce_to_disk_ratio",
             0.1024,

@@ -8,12 +8,14 @@
 //!    sampling counters and CPU once a second for the progress line and the time series;
 //! 6. stop every thread, merge their histograms and build the [`BenchResult`].
 
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::cpu::{self, CpuSample};
+use crate::disk_floor::{self, DiskFloor};
 use crate::driver::{ConsumeJob, Driver, DriverKind, ProduceJob};
 use crate::error::BenchError;
 use crate::limits::Limits;
@@ -47,6 +49,8 @@ pub struct RunOptions {
     pub limits: Limits,
     /// A max-rate result, for workloads whose rate is a fraction of it.
     pub reference: Option<BenchResult>,
+    /// The disk's latency floor at this workload's offered rate, measured before the run (see [`disk_floor`]).
+    pub disk_floor: Option<DiskFloor>,
     /// Print the progress line.
     pub progress: bool,
 }
@@ -59,6 +63,40 @@ pub fn offered_rate(workload: &Workload, reference: Option<&BenchResult>) -> u64
             (r.produce.records_s * fraction).round().max(1.0) as u64
         }
         _ => workload.producer.rate_records_s,
+    }
+}
+
+/// Measures the disk's latency floor when the run will judge a paced acks=all latency against the disk: at the
+/// offered payload rate, for the workload's window (at most [`disk_floor::SECONDS_MAX`]). A failure (say, a data
+/// dir without O_DIRECT) is printed and leaves the floor out; it never stops the run.
+pub fn measure_disk_floor(
+    workload: &Workload,
+    reference: Option<&BenchResult>,
+    data_dir: &Path,
+) -> Option<DiskFloor> {
+    let rate = offered_rate(workload, reference);
+    let paced_acks_all = rate > 0
+        && workload.producer.count > 0
+        && workload.producer.acks == Acks::All
+        && workload.fill.bytes == 0;
+    if !paced_acks_all {
+        return None;
+    }
+    let record_bytes = workload.records.size.mean_bytes();
+    let rate_bytes_s = rate as f64 * record_bytes;
+    let seconds = (workload.duration_s as f64).min(disk_floor::SECONDS_MAX);
+    eprintln!(
+        "disk floor: one writer at {:.1} MB/s for {seconds:.0} s (+{:.0} s warm-up) on {}",
+        rate_bytes_s / 1e6,
+        disk_floor::WARMUP_S,
+        data_dir.display()
+    );
+    match disk_floor::measure(data_dir, rate_bytes_s, record_bytes, seconds) {
+        Ok(floor) => Some(floor),
+        Err(e) => {
+            eprintln!("disk floor left out: {e}");
+            None
+        }
     }
 }
 
@@ -455,11 +493,17 @@ fn build_result(
         publish_latency_ms.count > 0,
         opts.limits.fdatasync_p99_ms,
     ) {
-        goals.push(Goal::at_most(
+        let mut goal = Goal::at_most(
             "publish_p99_to_fdatasync_p99",
             publish_latency_ms.p99 / sync_p99.max(1e-6),
             GOAL_P99_TO_FDATASYNC_MAX,
-        ));
+        );
+        goal.disk_alone = opts
+            .disk_floor
+            .as_ref()
+            .filter(|f| f.latency_ms.count > 0)
+            .map(|f| f.latency_ms.p99 / sync_p99.max(1e-6));
+        goals.push(goal);
     }
     if let Some(f) = fill.filter(|f| f.mb_s > 0.0) {
         goals.push(Goal::at_least(
@@ -494,6 +538,7 @@ fn build_result(
         cpu: measured.cpu,
         series,
         produce_to_disk_ratio,
+        disk_floor: opts.disk_floor.clone(),
         goals,
         errors,
     }

@@ -1,0 +1,316 @@
+//! The disk's own latency floor for an acks=all load at a fixed rate: what the best broker could do on this data dir.
+//!
+//! Records "arrive" at the workload's rate (payload bytes only). One writer runs a group commit in a loop: it writes
+//! everything that arrived since its previous commit started (O_DIRECT, whole 4 KiB blocks rewriting the partial last
+//! one, into fallocated files, at most [`COMMIT_BYTES_MAX`] at once: the way pinlog writes a segment), fdatasyncs,
+//! and acknowledges those records; a record's latency is commit end − arrival. When nothing has arrived it sleeps
+//! until the next record is due. A helper thread creates and fallocates the next file ahead, so no roll sits on the
+//! commit path, and nothing is deleted until the end: on this host's ext4 (no journal) unlinking a written 1 GiB
+//! file takes ~170 ms and stalls the other files' fdatasyncs for as long. The files need rate × seconds of space;
+//! a run that would take more than half the free space is refused. There is no network, no codec, no second fdatasync stream (fio shows one stream is
+//! this disk's fastest pattern), so no broker on this disk can beat this at that rate. A latency goal the floor
+//! misses is above the machine, not a broker defect; the gap between the floor and the broker is the broker's.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::error::BenchError;
+use crate::stats::Percentiles;
+
+/// O_DIRECT alignment used for positions and lengths.
+const BLOCK: u64 = 4096;
+/// Largest single commit write (pinlog's group commit caps its writes at 4 MiB too).
+pub const COMMIT_BYTES_MAX: u64 = 4 << 20;
+/// Size of each fallocated file; the writer rolls to a fresh one (and deletes the old) when one is full.
+const FILE_BYTES: u64 = 1 << 30;
+/// Seconds run before latencies count (file creation, first allocation).
+pub const WARMUP_S: f64 = 1.0;
+/// Longest measured window; the floor's tail settles well within it.
+pub const SECONDS_MAX: f64 = 8.0;
+/// Latencies recorded, in µs.
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+
+/// The floor measured at one rate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DiskFloor {
+    /// Offered payload rate, MB/s (10^6 bytes).
+    pub rate_mb_s: f64,
+    /// Payload MB/s the writer committed in the measured window (below `rate_mb_s` when the disk cannot keep up).
+    pub committed_mb_s: f64,
+    pub measured_s: f64,
+    /// Commits (one write + one fdatasync each) in the measured window.
+    pub commits: u64,
+    /// Mean bytes written per commit, with block padding.
+    pub write_bytes_mean: f64,
+    /// Record latency, arrival → end of the fdatasync that covers it.
+    pub latency_ms: Percentiles,
+}
+
+/// Runs the floor for `seconds` (plus [`WARMUP_S`]) in a scratch directory under `data_dir`, which it removes.
+pub fn measure(
+    data_dir: &Path,
+    rate_bytes_s: f64,
+    record_bytes: f64,
+    seconds: f64,
+) -> Result<DiskFloor, BenchError> {
+    assert!(
+        rate_bytes_s > 0.0 && record_bytes > 0.0,
+        "the floor needs a rate"
+    );
+    let dir = data_dir.join("disk-floor");
+    fs::create_dir_all(&dir).map_err(|e| BenchError::io(format!("create {}", dir.display()), e))?;
+    let needed = rate_bytes_s * (WARMUP_S + seconds) + FILE_BYTES as f64;
+    let free = free_bytes(&dir)?;
+    if needed > free as f64 / 2.0 {
+        let _ = fs::remove_dir_all(&dir);
+        return Err(BenchError::Tool {
+            tool: "disk floor".into(),
+            reason: format!(
+                "needs {:.1} GB on {} but only {:.1} GB are free (it takes at most half)",
+                needed / 1e9,
+                data_dir.display(),
+                free as f64 / 1e9
+            ),
+        });
+    }
+    let floor = run(&dir, rate_bytes_s, record_bytes, seconds);
+    let _ = fs::remove_dir_all(&dir);
+    floor
+}
+
+/// Bytes free to an unprivileged writer on the filesystem of `dir`.
+fn free_bytes(dir: &Path) -> Result<u64, BenchError> {
+    let what = || format!("statvfs {}", dir.display());
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|e| {
+        BenchError::io(
+            what(),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        )
+    })?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer that statvfs fills on success.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(BenchError::io(what(), std::io::Error::last_os_error()));
+    }
+    // SAFETY: statvfs returned 0, so it initialized `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// One fallocated O_DIRECT file being filled.
+struct Target {
+    file: File,
+    /// Logical bytes written into `file`.
+    pos: u64,
+}
+
+fn file_path(dir: &Path, index: u32) -> PathBuf {
+    dir.join(format!("{index:08}.floor"))
+}
+
+/// Hands the writer fallocated files 1, 2, ... one at a time, each made while the writer fills the one before.
+/// Ends when the writer drops its receiver.
+fn prepare_files(dir: &Path, ready: &SyncSender<Result<Target, BenchError>>) {
+    for index in 1.. {
+        let next = Target::create(dir, index);
+        let failed = next.is_err();
+        // A rendezvous channel: `send` returns once the writer has taken the file.
+        if ready.send(next).is_err() || failed {
+            return;
+        }
+    }
+}
+
+impl Target {
+    fn create(dir: &Path, index: u32) -> Result<Target, BenchError> {
+        let path = file_path(dir, index);
+        let what = || format!("disk floor file {}", path.display());
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .map_err(|e| BenchError::io(what(), e))?;
+        // SAFETY: a plain fallocate(2) on a descriptor this function owns; no memory is passed.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, FILE_BYTES as libc::off_t) };
+        if rc != 0 {
+            return Err(BenchError::io(what(), std::io::Error::last_os_error()));
+        }
+        Ok(Target { file, pos: 0 })
+    }
+
+    /// Writes `bytes` more logical bytes (rewriting the partial last block, as a log does) and fdatasyncs, first
+    /// rolling to the next prepared file if this one is full. Returns the bytes written to the device.
+    fn commit(
+        &mut self,
+        bytes: u64,
+        buffer: &[u8],
+        next: &Receiver<Result<Target, BenchError>>,
+    ) -> Result<u64, BenchError> {
+        if self.pos + bytes > FILE_BYTES {
+            *self = next.recv().map_err(|_| BenchError::Tool {
+                tool: "disk floor".into(),
+                reason: "the file preparer stopped".into(),
+            })??;
+        }
+        let from = self.pos / BLOCK * BLOCK;
+        let to = (self.pos + bytes).div_ceil(BLOCK) * BLOCK;
+        let len = (to - from) as usize;
+        let io = |e| BenchError::io("disk floor write + fdatasync", e);
+        self.file.write_all_at(&buffer[..len], from).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.pos += bytes;
+        Ok(len as u64)
+    }
+}
+
+/// What the commit loop counted inside the measured window.
+#[derive(Default)]
+struct Tally {
+    commits: u64,
+    device_bytes: u64,
+    committed_bytes: u64,
+}
+
+fn run(
+    dir: &Path,
+    rate_bytes_s: f64,
+    record_bytes: f64,
+    seconds: f64,
+) -> Result<DiskFloor, BenchError> {
+    let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3)
+        .expect("static histogram bounds are valid");
+    let mut target = Target::create(dir, 0)?;
+    let (ready, next_file) = mpsc::sync_channel(0);
+    let preparer = {
+        let dir = dir.to_path_buf();
+        thread::spawn(move || prepare_files(&dir, &ready))
+    };
+    let pace = Pace {
+        records_s: rate_bytes_s / record_bytes,
+        record_bytes: record_bytes.ceil() as u64,
+        end_s: WARMUP_S + seconds,
+    };
+    let outcome = commit_loop(&pace, &mut target, &next_file, &mut latency);
+    // The preparer ends once its receiver is gone; join it before the caller removes the directory.
+    drop(next_file);
+    let _ = preparer.join();
+    let tally = outcome?;
+    Ok(DiskFloor {
+        rate_mb_s: rate_bytes_s / 1e6,
+        committed_mb_s: tally.committed_bytes as f64 / 1e6 / seconds,
+        measured_s: seconds,
+        commits: tally.commits,
+        write_bytes_mean: tally.device_bytes as f64 / tally.commits.max(1) as f64,
+        latency_ms: Percentiles::of(&latency),
+    })
+}
+
+/// The offered load: record `i` is due `i / records_s` seconds after the start.
+struct Pace {
+    records_s: f64,
+    record_bytes: u64,
+    /// Warm-up plus measured seconds.
+    end_s: f64,
+}
+
+fn commit_loop(
+    pace: &Pace,
+    target: &mut Target,
+    next_file: &Receiver<Result<Target, BenchError>>,
+    latency: &mut Histogram<u64>,
+) -> Result<Tally, BenchError> {
+    let records_per_commit_max = (COMMIT_BYTES_MAX - BLOCK) / pace.record_bytes;
+    assert!(
+        records_per_commit_max > 0,
+        "a record fits in one commit write"
+    );
+    // An aligned window of a plain allocation: O_DIRECT needs the buffer aligned, not just the offsets.
+    let raw = vec![0x5au8; (COMMIT_BYTES_MAX + BLOCK) as usize];
+    let skew = raw.as_ptr().align_offset(BLOCK as usize);
+    let buffer = &raw[skew..skew + COMMIT_BYTES_MAX as usize];
+    let mut tally = Tally::default();
+    let mut next = 0u64;
+    let start = Instant::now();
+    loop {
+        let now_s = start.elapsed().as_secs_f64();
+        if now_s >= pace.end_s {
+            return Ok(tally);
+        }
+        // Records 0..=floor(now * rate) have arrived.
+        let arrived = (now_s * pace.records_s).floor() as u64 + 1;
+        if arrived <= next {
+            let due_s = next as f64 / pace.records_s;
+            thread::sleep(Duration::from_secs_f64((due_s - now_s).max(0.0)));
+            continue;
+        }
+        let take = (arrived - next).min(records_per_commit_max);
+        let device_bytes = target.commit(take * pace.record_bytes, buffer, next_file)?;
+        let done_s = start.elapsed().as_secs_f64();
+        let mut counted = false;
+        for i in next..next + take {
+            let due_s = i as f64 / pace.records_s;
+            if due_s >= WARMUP_S && due_s < pace.end_s {
+                let us = ((done_s - due_s) * 1e6).max(1.0) as u64;
+                latency.saturating_record(us.min(LATENCY_US_MAX));
+                tally.committed_bytes += pace.record_bytes;
+                counted = true;
+            }
+        }
+        if counted {
+            tally.commits += 1;
+            tally.device_bytes += device_bytes;
+        }
+        next += take;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_rate_commits_every_record_on_its_own_and_counts_each_once() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tempdir on disk");
+        // 200 records/s of 1 KiB for 1 s: ~200 commits of one block each, latency = one write + fdatasync.
+        let floor = measure(dir.path(), 200.0 * 1024.0, 1024.0, 1.0).expect("floor runs");
+        assert!((195..=200).contains(&floor.latency_ms.count), "{floor:?}");
+        assert!(
+            (190..=200).contains(&floor.commits),
+            "one commit per record at this rate: {floor:?}"
+        );
+        // One block per commit, two when a disk stall lets two records share one that crosses a block boundary.
+        assert!(
+            (4096.0..8192.0).contains(&floor.write_bytes_mean),
+            "{floor:?}"
+        );
+        assert!(floor.latency_ms.p50 > 0.0 && floor.latency_ms.p50 < 1000.0);
+        assert!(
+            !dir.path().join("disk-floor").exists(),
+            "scratch files removed"
+        );
+    }
+
+    #[test]
+    fn a_fast_rate_groups_records_into_large_commits() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tempdir on disk");
+        let floor = measure(dir.path(), 100e6, 1024.0, 1.0).expect("floor runs");
+        assert!(
+            floor.commits > 0 && floor.latency_ms.count > floor.commits * 2,
+            "several records per commit at 100 MB/s: {floor:?}"
+        );
+        assert!(floor.write_bytes_mean > 4096.0, "{floor:?}");
+    }
+}
