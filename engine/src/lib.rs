@@ -24,6 +24,7 @@ mod metrics;
 mod producer_snapshot;
 mod producer_state;
 mod readahead;
+mod reap;
 mod records;
 mod recovery;
 mod retention;

@@ -30,7 +30,7 @@ use crate::producer_state::{BatchMeta, ProducerStateMap, Staged, Verdict};
 use crate::readahead::Readahead;
 use crate::records;
 use crate::recovery;
-use crate::segment::{align_down, align_up, Segment, SEGMENT_BYTES_MAX};
+use crate::segment::{align_down, align_up, Retired, Segment, SEGMENT_BYTES_MAX};
 use crate::tail::{Tail, TailEntry};
 use crate::wait::WaitList;
 use bytes::{Bytes, BytesMut};
@@ -99,6 +99,8 @@ pub(crate) struct Inner {
     pub maintenance: bool,
     /// Closed segments below this were compacted since open (the dirty-ratio trigger).
     pub cleaned_up_to: i64,
+    /// Segments retention or DeleteRecords took out of the log, whose files `reap.rs` has yet to free.
+    pub retired: Vec<Retired>,
 }
 
 pub struct PartitionLog {
@@ -176,6 +178,7 @@ impl PartitionLog {
                 log_start_persisted: checkpoint.unwrap_or(first_base),
                 checkpoint_writing: false,
                 maintenance: false,
+                retired: Vec::new(),
                 cleaned_up_to: i64::MIN,
             }),
             durable_waiters: WaitList::default(),
@@ -605,6 +608,8 @@ impl PartitionLog {
                 file.close_rc().await?;
             }
         }
+        // Closing is no time to pace: retired files are freed at once.
+        self.reap_retired(&|| true).await?;
         tracing::info!(dir = %self.dir.display(), "partition log closed");
         Ok(())
     }

@@ -9,7 +9,8 @@
 //!    which is the clean end, or at the first defect. Closed segments may have been compacted:
 //!    there a batch may start after the expected offset (removed batches) and hold fewer
 //!    records than its offset span; the active segment is never compacted and stays strict.
-//!    `<base>.log.cleaned` files are compactions that did not reach their rename: deleted.
+//!    `<base>.log.cleaned` files are compactions that did not reach their rename: deleted, and so are
+//!    `<base>.log.deleted` files, retired segments a crash left before they were freed.
 //! 5. At a defect everything after the last good batch is physically discarded: the partial
 //!    block is rewritten with zeros past the end, the file is truncated to the aligned end
 //!    and preallocated again, and later segments are deleted. Stale bytes can therefore never
@@ -255,7 +256,7 @@ fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
                     bases.push(base);
                 }
             }
-            Some("tmp") | Some("cleaned") => {
+            Some("tmp") | Some("cleaned") | Some("deleted") => {
                 std::fs::remove_file(&path)?;
                 tracing::debug!(path = %path.display(), "removed an unfinished file");
             }

@@ -3,7 +3,8 @@
 //! `retention_ms` (both only when the cleanup policy includes delete), and always the segments
 //! entirely below the log start offset (DeleteRecords). The active segment and segments not
 //! yet fully written and finalized are never deleted. Called by the shard's housekeeping, not
-//! on a timer per partition.
+//! on a timer per partition. A deleted segment leaves the log at once but its file is only
+//! retired; `reap.rs` frees it in steps.
 //!
 //! Retention and compaction both replace or delete segment files, so they never run at the
 //! same time: each holds the log's maintenance flag (`MaintenanceGuard`), and the one that
@@ -46,9 +47,15 @@ impl PartitionLog {
             return Ok(0);
         };
         let victims = self.take_victims(now_ms.filter(|_| self.config().cleanup_policy.deletes()));
+        if !victims.is_empty() {
+            // A read-ahead window may hold a victim's file; the next sequential read starts a new one.
+            self.readahead.borrow_mut().clear();
+        }
         for seg in &victims {
-            seg.delete_files().await?;
-            tracing::debug!(dir = %self.dir.display(), base = seg.base_offset, "retention deleted segment");
+            // Retired, not freed: the shard's housekeeping frees the file in steps (reap.rs).
+            let retired = seg.retire().await?;
+            self.inner.borrow_mut().retired.push(retired);
+            tracing::debug!(dir = %self.dir.display(), base = seg.base_offset, "retention retired segment");
         }
         if !victims.is_empty() {
             tracing::info!(

@@ -41,6 +41,11 @@ pub fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.timeindex"))
 }
 
+/// A segment's log after retention or DeleteRecords retired it, until its blocks are freed (see `reap.rs`).
+pub fn deleted_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log.deleted"))
+}
+
 /// A compacted copy of `<base>.log` before it is renamed over the original.
 pub fn cleaned_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log.cleaned"))
@@ -182,12 +187,47 @@ impl Segment {
         Ok(())
     }
 
+    /// Take the segment out of service without freeing its blocks yet: indexes removed, the log renamed to
+    /// `<base>.log.deleted` (recovery removes such leftovers) and returned, still open, for `reap.rs` to free in
+    /// steps. Freeing a large file at once stalls every other file's fdatasync on a filesystem mounted with
+    /// `discard`.
+    pub async fn retire(&self) -> io::Result<Retired> {
+        let file = self.take_file();
+        let bytes = {
+            let st = self.state.borrow();
+            st.allocated.max(st.size)
+        };
+        remove_if_exists(&index_path(&self.dir, self.base_offset)).await?;
+        remove_if_exists(&time_index_path(&self.dir, self.base_offset)).await?;
+        let path = deleted_path(&self.dir, self.base_offset);
+        match glommio::io::rename(log_path(&self.dir, self.base_offset), &path).await {
+            Ok(()) => {}
+            Err(e) => {
+                let e = io::Error::from(e);
+                if e.kind() != io::ErrorKind::NotFound {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Retired { path, file, bytes })
+    }
+
     /// Remove only the index files (compaction, before the log is replaced: a crash must never
     /// pair an old index with a new log).
     pub async fn delete_indexes(&self) -> io::Result<()> {
         remove_if_exists(&index_path(&self.dir, self.base_offset)).await?;
         remove_if_exists(&time_index_path(&self.dir, self.base_offset)).await
     }
+}
+
+/// A retired segment's log file waiting to be freed.
+pub struct Retired {
+    /// `<base>.log.deleted`.
+    pub path: PathBuf,
+    /// The segment's open file, if it had one; readers may hold clones of it.
+    pub file: Option<Rc<DmaFile>>,
+    /// The file's length when retired (glommio's `file_size` goes by the old path, so it is kept here).
+    pub bytes: u64,
 }
 
 pub async fn remove_if_exists(path: &Path) -> io::Result<()> {

@@ -362,7 +362,7 @@ fn interval_policy_acks_at_once_and_close_flushes() {
 }
 
 /// Append `n` single-record batches durably; returns the logical end position of segment 0.
-async fn fill(log: &PartitionLog, n: usize) -> u64 {
+pub(crate) async fn fill(log: &PartitionLog, n: usize) -> u64 {
     for _ in 0..n {
         let out = log.append_slice(&build_batch(1, 200, 1), 0, 0).unwrap();
         timeout(log.wait_durable(out.last_offset)).await.unwrap();

@@ -56,6 +56,8 @@ pub struct ShardContext {
     pub metadata: Rc<MetadataClient>,
     pub mesh: Mesh,
     pub connections: Cell<usize>,
+    /// Set when the shard starts to stop: background work finishes at once instead of pacing itself.
+    pub stopping: Cell<bool>,
     pub metrics: Arc<ShardMetrics>,
     /// Permits for `inflight_request_bytes_max`, taken by a connection's reader before it starts a request.
     pub request_bytes_budget: Rc<glommio::sync::Semaphore>,

@@ -73,6 +73,7 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
         metadata,
         mesh,
         connections: Cell::new(0),
+        stopping: Cell::new(false),
         request_bytes_budget,
         producer_ids: Default::default(),
         metrics: params.metrics,
@@ -105,6 +106,7 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
     tracing::info!(shard = ctx.shard_id, %addr, partitions = ctx.storage.partitions().len(), "shard serving");
     let accepting = glommio::spawn_local(accept_loop(ctx.clone(), listener));
     let _ = stop.recv().await;
+    ctx.stopping.set(true);
     accepting.cancel().await;
     let idle = glommio::timer::timeout(ctx.config.request_timeout, async {
         Ok(housekeeping.acquire_permit(HOUSEKEEPING_TASKS).await)
@@ -213,7 +215,8 @@ async fn follow_metadata(
 }
 
 /// Retention and compaction run once per `retention_check_interval` per shard (Kafka's log.retention.check.interval.ms), not per
-/// partition, and deletes only whole closed segments.
+/// partition, and deletes only whole closed segments. Partitions are visited in turn, so one partition's retired
+/// files are freed at a time.
 async fn apply_retention(ctx: Rc<ShardContext>, housekeeping: Rc<glommio::sync::Semaphore>) {
     loop {
         glommio::timer::sleep(ctx.config.retention_check_interval).await;
@@ -242,6 +245,16 @@ async fn apply_retention(ctx: Rc<ShardContext>, housekeeping: Rc<glommio::sync::
                 ),
                 Ok(_) => {}
                 Err(err) => tracing::error!(%topic, partition, %err, "compaction failed"),
+            }
+            // The files retention (or DeleteRecords since the last pass) retired, freed in paced steps.
+            match log.reap_retired(&|| ctx.stopping.get()).await {
+                Ok(0) => {}
+                Ok(freed) => {
+                    tracing::debug!(%topic, partition, freed, "retired segment files freed")
+                }
+                Err(err) => {
+                    tracing::error!(%topic, partition, %err, "freeing retired segment files failed")
+                }
             }
         }
     }

@@ -1,0 +1,85 @@
+"""Retention by bytes and DeleteRecords free their segments' files on disk, in the background, while the records
+above the new log start stay readable. Segments leave the log at once (retired as `<base>.log.deleted`); the
+shard's housekeeping frees the files in paced steps (engine/src/reap.rs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+import kafka_wire
+
+EARLIEST = -2
+SEGMENT_BYTES = 1 << 20
+DEADLINE_S = 30.0
+
+
+def wait_until(predicate, what: str, deadline_s: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not within {deadline_s} s"
+        time.sleep(0.2)
+
+
+def segment_files(partition_dir: Path) -> tuple[list[str], list[str]]:
+    """(live `.log` files, retired `.log.deleted` files) of a partition."""
+    names = sorted(p.name for p in partition_dir.iterdir())
+    return [n for n in names if n.endswith(".log")], [n for n in names if n.endswith(".log.deleted")]
+
+
+def produce(bootstrap: str, topic: str, count: int, size: int) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    failures = []
+    for i in range(count):
+        producer.produce(topic, value=f"{i:08d}".encode() + b"x" * (size - 8),
+                         on_delivery=lambda err, _msg: err and failures.append(err))
+        producer.poll(0)
+    assert producer.flush(30) == 0, "records still unacknowledged after 30 s"
+    assert not failures, failures[:3]
+
+
+def test_retention_by_bytes_frees_old_segments_and_keeps_the_rest_readable(pinlog_factory):
+    node = pinlog_factory(retention_check_interval_ms=300)
+    topic = "retained"
+    kafka_wire.create_topic(node.bootstrap, topic, 1, configs={
+        "segment.bytes": str(SEGMENT_BYTES), "retention.bytes": str(3 * SEGMENT_BYTES)})
+    count = 12_000
+    produce(node.bootstrap, topic, count, 1000)
+    part = node.partition_dir(topic, 0)
+
+    def freed() -> bool:
+        live, retired = segment_files(part)
+        return not retired and len(live) <= 5
+
+    wait_until(freed, f"old segments freed (files now: {segment_files(part)})")
+    with node.wire() as c:
+        code, start = c.list_offsets(topic, [0], EARLIEST)[0]
+    assert code == kafka_wire.NONE and start > 0, (code, start)
+    records = kafka_wire.read_partition(node.bootstrap, topic, 0, start=start)
+    assert [int(r.value[:8]) for r in records] == list(range(start, count)), "a gap above the log start"
+    assert node.log_text().count("panicked") == 0
+
+
+def test_delete_records_frees_the_segments_below_the_new_start(pinlog_factory):
+    node = pinlog_factory(retention_check_interval_ms=300)
+    topic = "trimmed"
+    kafka_wire.create_topic(node.bootstrap, topic, 1, configs={"segment.bytes": str(SEGMENT_BYTES)})
+    count = 8_000
+    produce(node.bootstrap, topic, count, 1000)
+    part = node.partition_dir(topic, 0)
+    live_before, _ = segment_files(part)
+    assert len(live_before) >= 6, live_before
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    tp = TopicPartition(topic, 0, count // 2)
+    assert admin.delete_records([tp], request_timeout=30)[tp].result(timeout=30).low_watermark == count // 2
+
+    def freed() -> bool:
+        live, retired = segment_files(part)
+        return not retired and len(live) <= len(live_before) // 2 + 1
+
+    wait_until(freed, f"segments below the start freed (files now: {segment_files(part)})")
+    records = kafka_wire.read_partition(node.bootstrap, topic, 0, start=count // 2)
+    assert [int(r.value[:8]) for r in records] == list(range(count // 2, count))
