@@ -51,6 +51,9 @@ enum Cmd {
         record_bytes: f64,
         #[arg(long, default_value_t = disk_floor::SECONDS_MAX)]
         seconds: f64,
+        /// `fresh` (fallocated, as pinlog's segments) or `prewritten` (overwrites, as recycled segments would be).
+        #[arg(long, value_enum, default_value_t = disk_floor::Files::Fresh)]
+        files: disk_floor::Files,
     },
     /// Print the summary of result files and render their plots.
     Report { files: Vec<PathBuf> },
@@ -169,6 +172,7 @@ fn floor(
     rate_mb_s: f64,
     record_bytes: f64,
     seconds: f64,
+    files: disk_floor::Files,
 ) -> Result<bool, BenchError> {
     let valid = |v: f64| v.is_finite() && v > 0.0;
     if !(valid(rate_mb_s) && valid(record_bytes) && valid(seconds)) {
@@ -177,7 +181,7 @@ fn floor(
             reason: "--rate-mb-s, --record-bytes and --seconds must be positive".into(),
         });
     }
-    let f = disk_floor::measure(data_dir, rate_mb_s * 1e6, record_bytes, seconds)?;
+    let f = disk_floor::measure(data_dir, rate_mb_s * 1e6, record_bytes, seconds, files)?;
     println!(
         "{}",
         serde_json::to_string_pretty(&f).expect("floor serializes")
@@ -205,7 +209,8 @@ fn main() -> ExitCode {
             rate_mb_s,
             record_bytes,
             seconds,
-        } => floor(&data_dir, rate_mb_s, record_bytes, seconds),
+            files,
+        } => floor(&data_dir, rate_mb_s, record_bytes, seconds, files),
         Cmd::Report { files } => files.iter().try_fold(true, |ok, f| {
             let r = BenchResult::load(f)?;
             print!("{}", report::summary(&r));

@@ -121,7 +121,8 @@ pub struct Goal {
     pub op: String,
     pub target: f64,
     pub met: bool,
-    /// The same figure for the disk alone (the floor), where measured: a goal the disk misses is above the machine.
+    /// The same figure for the disk alone (the floor, fresh files), where measured: a goal the disk misses is above
+    /// pinlog's way of writing on this machine.
     #[serde(default)]
     pub disk_alone: Option<f64>,
 }

@@ -15,7 +15,7 @@ use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::cpu::{self, CpuSample};
-use crate::disk_floor::{self, DiskFloor};
+use crate::disk_floor::{self, DiskFloor, Files};
 use crate::driver::{ConsumeJob, Driver, DriverKind, ProduceJob};
 use crate::error::BenchError;
 use crate::limits::Limits;
@@ -91,7 +91,7 @@ pub fn measure_disk_floor(
         disk_floor::WARMUP_S,
         data_dir.display()
     );
-    match disk_floor::measure(data_dir, rate_bytes_s, record_bytes, seconds) {
+    match disk_floor::measure(data_dir, rate_bytes_s, record_bytes, seconds, Files::Fresh) {
         Ok(floor) => Some(floor),
         Err(e) => {
             eprintln!("disk floor left out: {e}");
