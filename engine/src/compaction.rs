@@ -21,9 +21,9 @@
 //!    old index with the new log), rename the cleaned file over `<base>.log`, fsync the
 //!    directory, write the new indexes, then replace the segment in memory in one step.
 //!    Readers that located the old segment keep reading the old file (its descriptor stays
-//!    open until they finish). A crash before the rename leaves the old segment and a
-//!    `.cleaned` file that recovery deletes; after it, the new segment. A segment left empty
-//!    is deleted instead.
+//!    open until they finish; then `reap.rs` frees its blocks in steps). A crash before the
+//!    rename leaves the old segment and a `.cleaned` file that recovery deletes; after it, the
+//!    new segment. A segment left empty is retired instead, like a retention victim.
 //!
 //! The pass yields to the executor between batches (`yield_if_needed`) and never holds a
 //! `RefCell` borrow across an await, so produce and fetch on the shard keep running.
@@ -36,7 +36,8 @@ use crate::log::PartitionLog;
 use crate::records::{records, records_area};
 use crate::recovery::Window;
 use crate::segment::{
-    align_down, align_up, cleaned_path, log_path, open_rw, remove_if_exists, sync_dir, Segment,
+    align_down, align_up, cleaned_path, log_path, open_rw, remove_if_exists, sync_dir, Retired,
+    Segment,
 };
 use glommio::io::DmaFile;
 use std::collections::HashMap;
@@ -235,7 +236,8 @@ impl PartitionLog {
         stats.segments_cleaned += 1;
         if new_size == 0 {
             self.replace_segment(seg, None);
-            seg.delete_files().await?;
+            let retired = seg.retire().await?;
+            self.inner.borrow_mut().retired.push(retired);
             remove_if_exists(&path).await?;
             tracing::debug!(dir = %self.dir.display(), base = seg.base_offset, "compaction emptied a segment");
             return Ok(());
@@ -258,8 +260,14 @@ impl PartitionLog {
         cleaned.persist_indexes().await?;
         self.replace_segment(seg, Some(cleaned));
         if let Some(old) = seg.take_file() {
-            // In-flight readers hold their own reference; the descriptor closes after them.
-            old.close_rc().await?;
+            // Renamed over, the old log has no name left; its blocks are freed in steps like a retired segment's
+            // (reap.rs), after any reader still holding it.
+            let bytes = seg.state.borrow().allocated;
+            self.inner.borrow_mut().retired.push(Retired {
+                path: None,
+                file: Some(old),
+                bytes,
+            });
         }
         tracing::debug!(dir = %self.dir.display(), base = seg.base_offset, size, new_size, "compacted segment");
         Ok(())

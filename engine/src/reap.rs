@@ -12,7 +12,8 @@
 //! (`retention_check_interval_ms`), as Kafka frees them after `file.delete.delay.ms`.
 //!
 //! A file a reader still holds (a fetch in flight on the oldest segment) waits for the next pass: truncating it
-//! would cut that read short. When the shard stops (`hurry`), the rest is freed at once.
+//! would cut that read short. When the shard stops (`hurry`), the rest is freed at once. Compaction hands over
+//! the same way the segments it empties and the old logs it renames a cleaned copy over.
 
 use crate::log::PartitionLog;
 use crate::segment::{open_rw, remove_if_exists, Retired};
@@ -54,21 +55,24 @@ impl PartitionLog {
 
 /// Shrinks `r`'s file in steps (unless hurrying or another holder reads it), then unlinks and closes it.
 async fn free(r: Retired, hurry: &dyn Fn() -> bool) -> io::Result<()> {
-    let file = match r.file {
-        Some(file) => Some(file),
+    let file = match (r.file, &r.path) {
+        (Some(file), _) => Some(file),
         // Never opened here: open it by its new name to shrink it too.
-        None => match open_rw(&r.path).await {
+        (None, Some(path)) => match open_rw(path).await {
             Ok(file) => Some(Rc::new(file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         },
+        (None, None) => None,
     };
     let shrunk = match &file {
         Some(file) if Rc::strong_count(file) == 1 => shrink(file, r.bytes, hurry).await,
         _ => Ok(()),
     };
     // Unlinked even if a step failed: the rest of the blocks go at once, but the file does not linger.
-    remove_if_exists(&r.path).await?;
+    if let Some(path) = &r.path {
+        remove_if_exists(path).await?;
+    }
     if let Some(file) = file {
         // With other holders this only drops our reference; the last one closes the fd.
         file.close_rc().await?;

@@ -209,7 +209,11 @@ impl Segment {
                 }
             }
         }
-        Ok(Retired { path, file, bytes })
+        Ok(Retired {
+            path: Some(path),
+            file,
+            bytes,
+        })
     }
 
     /// Remove only the index files (compaction, before the log is replaced: a crash must never
@@ -222,8 +226,9 @@ impl Segment {
 
 /// A retired segment's log file waiting to be freed.
 pub struct Retired {
-    /// `<base>.log.deleted`.
-    pub path: PathBuf,
+    /// `<base>.log.deleted`; `None` for a log compaction renamed a cleaned copy over (the open file is all that is
+    /// left of it).
+    pub path: Option<PathBuf>,
     /// The segment's open file, if it had one; readers may hold clones of it.
     pub file: Option<Rc<DmaFile>>,
     /// The file's length when retired (glommio's `file_size` goes by the old path, so it is kept here).

@@ -498,6 +498,12 @@ fn compaction_roundtrip(codec: u8) {
             "{stats:?}"
         );
         assert!(stats.bytes_after < stats.bytes_before);
+        let retired = log.inner.borrow().retired.len();
+        assert_eq!(
+            retired as u64, stats.segments_cleaned as u64,
+            "each cleaned segment's old log waits for the reaper"
+        );
+        assert_eq!(log.reap_retired(&|| false).await.unwrap(), retired);
         let active_base = log.inner.borrow().segments.last().unwrap().base_offset;
         let after = all_records(&log).await;
         check_converged(&after, &appended, active_base);
