@@ -7,8 +7,8 @@
 //! open), and the shard's housekeeping frees it here: truncated by [`SHRINK_STEP_BYTES`] at a time with
 //! [`SHRINK_PAUSE`] between steps, then unlinked (empty by then) and closed. One partition at a time per shard,
 //! since housekeeping walks partitions in turn. Measured at 307 MB/s with 256 MiB segments and retention by bytes
-//! (three waves of 16 deletions in 45 s): publish p99 509 ms unlinking at once, 5.9 ms freed in steps, 3.0 ms with
-//! no retention at all. DeleteRecords' files are freed at the next housekeeping pass
+//! (three waves of 16 deletions in 45 s; medians of 2 alternating rounds, bench/README.md): publish p99 472 ms
+//! unlinking at once, 5.6 ms freed in steps, 3.0 ms with no retention at all. DeleteRecords' files are freed at the next housekeeping pass
 //! (`retention_check_interval_ms`), as Kafka frees them after `file.delete.delay.ms`.
 //!
 //! A file a reader still holds (a fetch in flight on the oldest segment) waits for the next pass: truncating it
