@@ -254,6 +254,7 @@ impl PartitionLog {
             st.written_offset = st.next_offset;
             st.allocated = align_up(st.size, new_file.alignment());
             st.closed = true;
+            st.sealed = true;
             st.finalized = true;
         }
         cleaned.set_file(new_file);

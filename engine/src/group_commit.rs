@@ -8,19 +8,19 @@
 //!    partial last block already on disk (O_DIRECT writes whole blocks), from the tail into one
 //!    aligned DMA buffer of at most `flush_bytes_max`.
 //! 4. It grows the preallocation if needed, writes the buffer, fdatasyncs (unless policy Never)
-//!    and, for a rolled segment now fully written, trims the file and persists its indexes.
+//!    and, for a rolled segment now fully written and synced, hands it to a task of its own that
+//!    trims the file, persists its indexes and the producer snapshot the roll queued, and applies
+//!    retention (`recycle.rs`), so the new segment's commits never wait for them.
 //! 5. It advances `written_offset` / `durable_offset`, evicts written tail bytes over budget and
 //!    wakes `wait_durable` and `wait_for_data` waiters. Every append that arrived during steps
 //!    3–4 is covered by the next iteration: one fdatasync for all of them.
-//! 6. A producer state snapshot queued by a segment roll is written (see
-//!    `producer_snapshot.rs`); a failure there is only logged (the next open replays more).
-//! 7. When nothing is dirty and no snapshot is queued the task exits. A write error is
+//! 6. When nothing is dirty the task exits. A write error is
 //!    recorded: the log then refuses appends and fails durability waiters
 //!    (KAFKA_STORAGE_ERROR).
 
+use crate::batch::LOG_OVERHEAD_BYTES;
 use crate::config::FlushPolicy;
 use crate::log::PartitionLog;
-use crate::producer_snapshot;
 use crate::segment::{align_down, align_up, preallocation_target, Segment, SEGMENT_BYTES_MAX};
 use glommio::io::{DmaBuffer, DmaFile};
 use std::io;
@@ -48,8 +48,7 @@ impl PartitionLog {
     pub(crate) fn schedule_flush(&self) {
         {
             let mut inner = self.inner.borrow_mut();
-            let idle =
-                self.first_dirty_segment_in(&inner).is_none() && inner.pending_snapshot.is_none();
+            let idle = self.first_dirty_segment_in(&inner).is_none();
             if inner.flusher_running || idle {
                 return;
             }
@@ -63,7 +62,7 @@ impl PartitionLog {
         let mut found = None;
         for seg in inner.segments.iter().rev() {
             let st = seg.state.borrow();
-            if st.written < st.size || (st.closed && !st.finalized) {
+            if st.written < st.size || (st.closed && !st.sealed) {
                 found = Some(seg.clone());
             } else {
                 break;
@@ -113,7 +112,12 @@ impl PartitionLog {
             end_pos > st.written,
             "unwritten segment bytes must be in the tail"
         );
-        let mut buf = file.alloc_dma_buffer((align_up(end_pos, align) - file_pos) as usize);
+        let mut buf_end = align_up(end_pos, align);
+        if buf_end - end_pos < LOG_OVERHEAD_BYTES as u64 {
+            // A recycled file holds old bytes past the data: recovery needs the 12 zero bytes of a clean end.
+            buf_end += align;
+        }
+        let mut buf = file.alloc_dma_buffer((buf_end - file_pos) as usize);
         let dst = buf.as_bytes_mut();
         let mut at = st.partial_block.len();
         dst[..at].copy_from_slice(&st.partial_block);
@@ -137,8 +141,8 @@ impl PartitionLog {
     }
 
     /// Write, sync and (for a rolled segment) finalize one segment.
-    async fn flush_segment(&self, seg: &Segment) -> io::Result<()> {
-        let file = seg.ensure_file().await?;
+    async fn flush_segment(&self, seg: &Rc<Segment>) -> io::Result<()> {
+        let file = self.segment_file(seg).await?;
         let job = match self.build_job(seg, &file) {
             Some((buf, job)) => {
                 let len = buf.len();
@@ -163,13 +167,8 @@ impl PartitionLog {
         let finalize = {
             let st = seg.state.borrow();
             let written = job.as_ref().map_or(st.written, |j| j.end_pos);
-            st.closed && !st.finalized && written == st.size
+            st.closed && !st.sealed && written == st.size
         };
-        let align = file.alignment();
-        if finalize {
-            let size = seg.state.borrow().size;
-            file.truncate(align_up(size, align)).await?;
-        }
         let sync = finalize || (job.is_some() && self.config().flush != FlushPolicy::Never);
         if sync {
             let started = Instant::now();
@@ -181,10 +180,9 @@ impl PartitionLog {
             self.complete(seg, job, sync);
         }
         if finalize {
-            seg.persist_indexes().await?;
-            let mut st = seg.state.borrow_mut();
-            st.allocated = align_up(st.size, align);
-            st.finalized = true;
+            seg.state.borrow_mut().sealed = true;
+            // Trimming, its indexes, the producer snapshot and retention run off the commit path.
+            self.spawn_after_roll(seg);
         }
         Ok(())
     }
@@ -249,22 +247,12 @@ async fn run(log: Rc<PartitionLog>) {
         if log.inner.borrow().failure.is_some() {
             break;
         }
-        if let Some(seg) = log.first_dirty_segment() {
-            if let Err(e) = log.flush_segment(&seg).await {
-                log.fail(e);
-                break;
-            }
-            continue;
-        }
-        let pending = log.inner.borrow_mut().pending_snapshot.take();
-        let Some((offset, bytes)) = pending else {
+        let Some(seg) = log.first_dirty_segment() else {
             break;
         };
-        let mut on_disk = std::mem::take(&mut log.inner.borrow_mut().snapshots);
-        let written = producer_snapshot::write(&log.dir, offset, &bytes, &mut on_disk).await;
-        log.inner.borrow_mut().snapshots = on_disk;
-        if let Err(e) = written {
-            tracing::warn!(dir = %log.dir.display(), offset, error = %e, "writing a producer snapshot failed");
+        if let Err(e) = log.flush_segment(&seg).await {
+            log.fail(e);
+            break;
         }
     }
     log.inner.borrow_mut().flusher_running = false;

@@ -27,6 +27,7 @@ mod readahead;
 mod reap;
 mod records;
 mod recovery;
+mod recycle;
 mod retention;
 mod segment;
 mod storage;

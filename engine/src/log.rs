@@ -30,6 +30,7 @@ use crate::producer_state::{BatchMeta, ProducerStateMap, Staged, Verdict};
 use crate::readahead::Readahead;
 use crate::records;
 use crate::recovery;
+use crate::recycle::{self, FreeFile};
 use crate::segment::{align_down, align_up, Retired, Segment, SEGMENT_BYTES_MAX};
 use crate::tail::{Tail, TailEntry};
 use crate::wait::WaitList;
@@ -101,6 +102,10 @@ pub(crate) struct Inner {
     pub cleaned_up_to: i64,
     /// Segments retention or DeleteRecords took out of the log, whose files `reap.rs` has yet to free.
     pub retired: Vec<Retired>,
+    /// Deleted segments' files waiting to be written over by the next segments (`recycle.rs`), oldest first.
+    pub free: VecDeque<FreeFile>,
+    /// The task persisting the last rolled segment's indexes and applying retention after it (`recycle.rs`).
+    pub after_roll: Option<glommio::Task<()>>,
 }
 
 pub struct PartitionLog {
@@ -155,6 +160,8 @@ impl PartitionLog {
             .await
             .map_err(|e| EngineError::io("loading producer snapshots", dir, e))?;
         let (replay_from, producers) = snapshot.unwrap_or((log_start, ProducerStateMap::default()));
+        let (free, retired) = recycle::adopt_free_files(dir)
+            .map_err(|e| EngineError::io("listing recycled segment files", dir, e))?;
         let log = Rc::new_cyclic(|me| PartitionLog {
             dir: dir.to_path_buf(),
             config: Cell::new(config),
@@ -178,7 +185,9 @@ impl PartitionLog {
                 log_start_persisted: checkpoint.unwrap_or(first_base),
                 checkpoint_writing: false,
                 maintenance: false,
-                retired: Vec::new(),
+                retired,
+                free,
+                after_roll: None,
                 cleaned_up_to: i64::MIN,
             }),
             durable_waiters: WaitList::default(),
@@ -591,6 +600,7 @@ impl PartitionLog {
         self.idle_waiters
             .wait_until(|| !self.inner.borrow().flusher_running)
             .await;
+        self.after_roll_done().await;
         if let Some(e) = &self.inner.borrow().failure {
             return Err(copy_io_error(e));
         }

@@ -67,6 +67,8 @@ pub struct StorageMetrics {
     pub fdatasync_latency: LatencyHistogram,
     /// Bytes the group commit wrote, including the rewritten partial last block.
     pub written_bytes_total: AtomicU64,
+    /// New segments written over a deleted segment's file instead of a new one (`recycle.rs`).
+    pub segments_recycled_total: AtomicU64,
 }
 
 #[cfg(test)]

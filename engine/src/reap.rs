@@ -14,6 +14,9 @@
 //! A file a reader still holds (a fetch in flight on the oldest segment) waits for the next pass: truncating it
 //! would cut that read short. When the shard stops (`hurry`), the rest is freed at once. Compaction hands over
 //! the same way the segments it empties and the old logs it renames a cleaned copy over.
+//!
+//! Before freeing, a pass keeps one retired file per partition for the next segment to write over (`recycle.rs`);
+//! a partition at its retention hardly ever gets here, since its rolls take their files directly.
 
 use crate::log::PartitionLog;
 use crate::segment::{open_rw, remove_if_exists, Retired};
@@ -29,12 +32,19 @@ pub const SHRINK_STEP_BYTES: u64 = 8 << 20;
 pub const SHRINK_PAUSE: Duration = Duration::from_millis(10);
 
 impl PartitionLog {
-    /// Frees the files of retired segments; returns how many were freed. `hurry()` turns the steps off (the shard
+    /// Frees the files of retired segments, or keeps them for the next segments (`recycle.rs`); returns how many
+    /// were freed or kept. `hurry()` turns the steps off (the shard
     /// is stopping). A file still held by a reader is kept for the next pass unless hurrying. The first error is
     /// returned after the others are tried.
     pub async fn reap_retired(&self, hurry: &dyn Fn() -> bool) -> io::Result<usize> {
+        // The files the next rolls can write over are kept (recycle.rs); the rest are freed.
+        let pooled = if hurry() {
+            0
+        } else {
+            self.pool_retired().await?
+        };
         let retired = std::mem::take(&mut self.inner.borrow_mut().retired);
-        let (mut freed, mut first_error) = (0, None);
+        let (mut freed, mut first_error) = (pooled, None);
         for r in retired {
             let in_use = r.file.as_ref().is_some_and(|f| Rc::strong_count(f) > 1);
             if in_use && !hurry() {
@@ -98,13 +108,13 @@ mod tests {
 
     /// A log that keeps nothing past its active segment, filled with a few closed segments.
     async fn filled_log(dir: &std::path::Path) -> Rc<PartitionLog> {
-        let config = LogConfig {
-            retention_bytes: 0,
-            retention_ms: -1,
-            ..small_config()
-        };
-        let log = PartitionLog::open(dir, config).await.unwrap();
+        let log = PartitionLog::open(dir, small_config()).await.unwrap();
         fill(&log, 200).await;
+        // Limited only now: a roll applies retention too.
+        log.set_config(LogConfig {
+            retention_bytes: 0,
+            ..small_config()
+        });
         log
     }
 
@@ -122,6 +132,17 @@ mod tests {
             );
             assert_eq!(log.reap_retired(&|| false).await.unwrap(), deleted);
             assert!(!deleted_path(dir.path(), 0).exists());
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            let kept = names.iter().filter(|n| n.ends_with(".log.free")).count();
+            let left = names.iter().filter(|n| n.ends_with(".log.deleted")).count();
+            assert_eq!(
+                (kept, left),
+                (1, 0),
+                "one kept for the next roll: {names:?}"
+            );
             assert_eq!(log.reap_retired(&|| false).await.unwrap(), 0);
             log.close().await.unwrap();
         });
@@ -151,7 +172,10 @@ mod tests {
             assert_eq!(log.reap_retired(&|| false).await.unwrap(), 1);
             assert!(!deleted_path(dir.path(), 0).exists());
 
+            let limited = log.config();
+            log.set_config(small_config());
             fill(&log, 200).await;
+            log.set_config(limited);
             let base = log.inner.borrow().segments[0].base_offset;
             let _held = log.inner.borrow().segments[0].file();
             assert!(log.enforce_retention(0).await.unwrap() > 0);

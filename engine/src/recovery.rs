@@ -10,7 +10,11 @@
 //!    there a batch may start after the expected offset (removed batches) and hold fewer
 //!    records than its offset span; the active segment is never compacted and stays strict.
 //!    `<base>.log.cleaned` files are compactions that did not reach their rename: deleted, and so are
-//!    `<base>.log.deleted` files, retired segments a crash left before they were freed.
+//!    `<base>.log.deleted` files, retired segments a crash left before they were freed. A recycled
+//!    file (`recycle.rs`) holds old batches past the new data: every commit leaves 12 zero bytes
+//!    after its data, so the scan ends clean before them, and they all have offsets below the
+//!    log start, so after a torn write the continuity check stops at the first it meets.
+//!    `<base>.log.free` files are left for `recycle.rs` to adopt.
 //! 5. At a defect everything after the last good batch is physically discarded: the partial
 //!    block is rewritten with zeros past the end, the file is truncated to the aligned end
 //!    and preallocated again, and later segments are deleted. Stale bytes can therefore never
@@ -234,6 +238,7 @@ pub async fn recover_dir(dir: &Path, config: &LogConfig) -> Result<Vec<Rc<Segmen
         Some(active) => {
             let mut st = active.state.borrow_mut();
             st.closed = false;
+            st.sealed = false;
             st.finalized = false;
         }
         None => segments.push(Rc::new(Segment::new(dir, 0))),
@@ -346,6 +351,7 @@ async fn recover_segment(
         st.allocated = allocated;
         st.partial_block = partial_block;
         st.closed = !is_last;
+        st.sealed = !is_last;
         st.finalized = !is_last;
     }
     seg.set_file(file);

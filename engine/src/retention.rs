@@ -3,8 +3,9 @@
 //! `retention_ms` (both only when the cleanup policy includes delete), and always the segments
 //! entirely below the log start offset (DeleteRecords). The active segment and segments not
 //! yet fully written and finalized are never deleted. Called by the shard's housekeeping, not
-//! on a timer per partition. A deleted segment leaves the log at once but its file is only
-//! retired; `reap.rs` frees it in steps.
+//! on a timer per partition, and at each roll (`recycle.rs`: the new segment takes the deleted
+//! one's file). A deleted segment leaves the log at once but its file is only retired;
+//! `reap.rs` frees it in steps or `recycle.rs` keeps it for the next segment.
 //!
 //! Retention and compaction both replace or delete segment files, so they never run at the
 //! same time: each holds the log's maintenance flag (`MaintenanceGuard`), and the one that

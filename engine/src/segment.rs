@@ -78,7 +78,10 @@ pub struct SegmentState {
     pub created_ms: Option<i64>,
     /// Rolled: no more appends.
     pub closed: bool,
-    /// Closed, fully written, trimmed to size and indexes persisted.
+    /// Closed, fully written and synced: the group commit is done with it.
+    pub sealed: bool,
+    /// Sealed, trimmed and its indexes persisted (or given up on: a missing index is rebuilt at open); only now
+    /// may retention or compaction replace it.
     pub finalized: bool,
     /// Bytes of the last, partially written block: rewritten with the next flush because
     /// O_DIRECT writes whole blocks.

@@ -168,12 +168,8 @@ fn producer_state_after_a_crash_comes_from_roll_snapshots_plus_replay() {
             last = Some(b);
         }
         timeout(log.wait_durable(119)).await.unwrap();
-        // Let the group-commit task write the snapshots queued by the rolls.
-        timeout(
-            log.idle_waiters
-                .wait_until(|| !log.inner.borrow().flusher_running),
-        )
-        .await;
+        // Let the rolls' tasks write the snapshots the rolls queued.
+        timeout(log.after_roll_done()).await;
         let snapshots = snapshot_files(dir.path());
         assert!(
             !snapshots.is_empty() && snapshots.len() <= 2,
@@ -309,6 +305,7 @@ fn delete_records_moves_the_start_deletes_segments_and_survives_reopen() {
             log.append_slice(&build_batch(1, 200, 1), 0, 0).unwrap();
         }
         timeout(log.wait_durable(199)).await.unwrap();
+        log.after_roll_done().await;
         assert_eq!(
             log.delete_records_before(201)
                 .await
@@ -428,6 +425,8 @@ async fn fill_keys(log: &PartitionLog, codec: u8) -> Vec<(i64, Vec<u8>, bool)> {
     timeout(log.wait_durable(log.log_end_offset() - 1))
         .await
         .unwrap();
+    // Rolled segments become compactable once their indexes are persisted, off the commit path.
+    log.after_roll_done().await;
     appended
 }
 

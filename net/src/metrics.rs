@@ -55,6 +55,8 @@ type Field = fn(&ShardMetrics) -> &AtomicU64;
 
 /// Picks one latency histogram out of a shard's storage metrics.
 type StorageHistogram = fn(&StorageMetrics) -> &LatencyHistogram;
+/// Picks one of a shard's storage counters.
+type StorageCounter = fn(&StorageMetrics) -> &AtomicU64;
 
 /// Renders every shard's metrics in the Prometheus text exposition format.
 pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
@@ -109,13 +111,20 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             );
         }
     }
-    let _ = writeln!(out, "# TYPE pinlog_storage_written_bytes_total counter");
-    for (shard, m) in shards.iter().enumerate() {
-        let written = m.storage.written_bytes_total.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "pinlog_storage_written_bytes_total{{shard=\"{shard}\"}} {written}"
-        );
+    let storage_counters: [(&str, StorageCounter); 2] = [
+        ("pinlog_storage_written_bytes_total", |s| {
+            &s.written_bytes_total
+        }),
+        ("pinlog_storage_segments_recycled_total", |s| {
+            &s.segments_recycled_total
+        }),
+    ];
+    for (name, get) in storage_counters {
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (shard, m) in shards.iter().enumerate() {
+            let value = get(&m.storage).load(Relaxed);
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {value}");
+        }
     }
     let storage_histograms: [(&str, StorageHistogram); 2] = [
         ("pinlog_storage_write_latency_seconds", |s| &s.write_latency),
@@ -179,6 +188,7 @@ mod tests {
             "pinlog_request_latency_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"+Inf\"} 3"
         ));
         assert!(text.contains("pinlog_storage_written_bytes_total{shard=\"0\"} 4096\n"));
+        assert!(text.contains("pinlog_storage_segments_recycled_total{shard=\"0\"} 0\n"));
         assert!(text.contains(
             "pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"0\",le=\"0.000256\"} 0\n"
         ));

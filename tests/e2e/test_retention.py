@@ -1,6 +1,9 @@
 """Retention by bytes and DeleteRecords free their segments' files on disk, in the background, while the records
 above the new log start stay readable. Segments leave the log at once (retired as `<base>.log.deleted`); the
-shard's housekeeping frees the files in paced steps (engine/src/reap.rs)."""
+shard's housekeeping frees the files in paced steps (engine/src/reap.rs), except one per partition kept as
+`<base>.log.free` for the next segment to write over (engine/src/recycle.rs). A partition at its retention writes
+each new segment over the file of the one retention deleted at that roll, and a restart over such a file (old
+batches past the new data) reads back exactly what was produced."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 import kafka_wire
+from clients import metric_sum
+from conftest import free_port
 
 EARLIEST = -2
 SEGMENT_BYTES = 1 << 20
@@ -30,10 +35,15 @@ def segment_files(partition_dir: Path) -> tuple[list[str], list[str]]:
     return [n for n in names if n.endswith(".log")], [n for n in names if n.endswith(".log.deleted")]
 
 
-def produce(bootstrap: str, topic: str, count: int, size: int) -> None:
+def kept_files(partition_dir: Path) -> list[str]:
+    """Files kept for the next segments to write over."""
+    return sorted(p.name for p in partition_dir.iterdir() if p.name.endswith(".log.free"))
+
+
+def produce(bootstrap: str, topic: str, count: int, size: int, first: int = 0) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
     failures = []
-    for i in range(count):
+    for i in range(first, first + count):
         producer.produce(topic, value=f"{i:08d}".encode() + b"x" * (size - 8),
                          on_delivery=lambda err, _msg: err and failures.append(err))
         producer.poll(0)
@@ -41,8 +51,8 @@ def produce(bootstrap: str, topic: str, count: int, size: int) -> None:
     assert not failures, failures[:3]
 
 
-def test_retention_by_bytes_frees_old_segments_and_keeps_the_rest_readable(pinlog_factory):
-    node = pinlog_factory(retention_check_interval_ms=300)
+def test_retention_by_bytes_recycles_and_frees_old_segments_and_keeps_the_rest_readable(pinlog_factory):
+    node = pinlog_factory(retention_check_interval_ms=300, metrics_listen=f"127.0.0.1:{free_port()}")
     topic = "retained"
     kafka_wire.create_topic(node.bootstrap, topic, 1, configs={
         "segment.bytes": str(SEGMENT_BYTES), "retention.bytes": str(3 * SEGMENT_BYTES)})
@@ -52,14 +62,29 @@ def test_retention_by_bytes_frees_old_segments_and_keeps_the_rest_readable(pinlo
 
     def freed() -> bool:
         live, retired = segment_files(part)
-        return not retired and len(live) <= 5
+        return not retired and len(live) <= 5 and len(kept_files(part)) <= 1
 
-    wait_until(freed, f"old segments freed (files now: {segment_files(part)})")
-    with node.wire() as c:
-        code, start = c.list_offsets(topic, [0], EARLIEST)[0]
-    assert code == kafka_wire.NONE and start > 0, (code, start)
-    records = kafka_wire.read_partition(node.bootstrap, topic, 0, start=start)
-    assert [int(r.value[:8]) for r in records] == list(range(start, count)), "a gap above the log start"
+    wait_until(freed, f"old segments freed (files now: {segment_files(part)}, kept {kept_files(part)})")
+    recycled = metric_sum(node.flags["metrics_listen"], "pinlog_storage_segments_recycled_total")
+    assert recycled >= 4, f"{recycled} of ~11 rolls wrote over a deleted segment's file"
+
+    def check_reads(end: int) -> None:
+        with node.wire() as c:
+            code, start = c.list_offsets(topic, [0], EARLIEST)[0]
+        assert code == kafka_wire.NONE and start > 0, (code, start)
+        records = kafka_wire.read_partition(node.bootstrap, topic, 0, start=start)
+        assert [int(r.value[:8]) for r in records] == list(range(start, end)), "a gap or an old batch above the start"
+
+    check_reads(count)
+    # The active segment now writes over an old file: a restart must find its end, not the old batches after it.
+    node.restart()
+    check_reads(count)
+    produce(node.bootstrap, topic, 3_000, 1000, first=count)
+    check_reads(count + 3_000)
+    assert "recovery truncated segment" not in node.log_text(), "a clean restart cut a recycled segment"
+    # And after kill -9: every acknowledged record is back, nothing of the old files is.
+    node.restart(graceful=False)
+    check_reads(count + 3_000)
     assert node.log_text().count("panicked") == 0
 
 
