@@ -56,6 +56,16 @@ pub enum Files {
     Prewritten,
 }
 
+impl Files {
+    /// The name the workload files and the CLI use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Files::Fresh => "fresh",
+            Files::Prewritten => "prewritten",
+        }
+    }
+}
+
 /// The floor measured at one rate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct DiskFloor {

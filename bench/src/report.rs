@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::disk_floor::Files;
 use crate::result::{BenchResult, Second};
 use crate::stats::Live;
 
@@ -131,9 +132,10 @@ pub fn summary(r: &BenchResult) -> String {
         let l = &f.latency_ms;
         let _ = writeln!(
             out,
-            "disk alone at {:.1} MB/s (one writer, write + fdatasync per commit, no network): latency p50 {:.2} p99 {:.2} \
-             p99.9 {:.2} ms, {} commits of {:.0} KB",
+            "disk alone at {:.1} MB/s (one writer, {} files, write + fdatasync per commit, no network): latency p50 {:.2} \
+             p99 {:.2} p99.9 {:.2} ms, {} commits of {:.0} KB",
             f.rate_mb_s,
+            f.files.as_str(),
             l.p50,
             l.p99,
             l.p999,
@@ -152,12 +154,20 @@ pub fn summary(r: &BenchResult) -> String {
             if g.met { "met" } else { "NOT met" }
         );
         if let (Some(disk), Some(disk_met)) = (g.disk_alone, g.disk_alone_met()) {
-            let reach = if disk_met {
-                "within this disk's reach"
-            } else {
-                "the disk alone, appending to fresh files as pinlog does, misses it in this run"
+            let writing = match r.disk_floor.as_ref().map(|f| f.files) {
+                Some(Files::Prewritten) => {
+                    "writing over written files as a log at its retention does"
+                }
+                _ => "appending to fresh files as a new log does",
             };
-            let _ = write!(out, " (disk alone: {disk:.3}, {reach})");
+            if disk_met {
+                let _ = write!(out, " (disk alone: {disk:.3}, within this disk's reach)");
+            } else {
+                let _ = write!(
+                    out,
+                    " (disk alone: {disk:.3}, the disk alone, {writing}, misses it in this run)"
+                );
+            }
         }
         let _ = writeln!(out);
     }
@@ -220,7 +230,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "16.000 <= 3 -> NOT met (disk alone: 4.000, the disk alone, appending to fresh files as pinlog does, misses it in this run"
+                "16.000 <= 3 -> NOT met (disk alone: 4.000, the disk alone, appending to fresh files as a new log does, misses it in this run"
             ),
             "{text}"
         );

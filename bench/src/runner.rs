@@ -15,7 +15,7 @@ use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::cpu::{self, CpuSample};
-use crate::disk_floor::{self, DiskFloor, Files};
+use crate::disk_floor::{self, DiskFloor};
 use crate::driver::{ConsumeJob, Driver, DriverKind, ProduceJob};
 use crate::error::BenchError;
 use crate::limits::Limits;
@@ -91,7 +91,8 @@ pub fn measure_disk_floor(
         disk_floor::WARMUP_S,
         data_dir.display()
     );
-    match disk_floor::measure(data_dir, rate_bytes_s, record_bytes, seconds, Files::Fresh) {
+    let files = workload.disk_floor_files;
+    match disk_floor::measure(data_dir, rate_bytes_s, record_bytes, seconds, files) {
         Ok(floor) => Some(floor),
         Err(e) => {
             eprintln!("disk floor left out: {e}");
@@ -165,12 +166,7 @@ pub fn run(opts: &RunOptions) -> Result<BenchResult, BenchError> {
     let w = &opts.workload;
     let started_at_unix = now_micros() / 1_000_000;
     let topic = format!("{}-{}", w.topic.prefix, now_micros() / 1000);
-    let layout = admin::create_topic(
-        &opts.bootstrap,
-        &topic,
-        w.topic.partitions,
-        w.topic.replication_factor,
-    )?;
+    let layout = admin::create_topic(&opts.bootstrap, &topic, &w.topic)?;
     let driver = opts.driver.driver();
     let rate = offered_rate(w, opts.reference.as_ref());
     let mut errors = Vec::new();

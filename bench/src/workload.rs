@@ -47,6 +47,10 @@ pub struct Workload {
     /// Extra librdkafka properties (`"queue.buffering.max.kbytes" = "1048576"`), applied last.
     #[serde(default)]
     pub rdkafka: std::collections::BTreeMap<String, String>,
+    /// How the disk floor writes (paced acks=all runs): into fresh files, as a new log does, or over written ones,
+    /// as a log at its retention does once it writes new segments over deleted ones' files.
+    #[serde(default)]
+    pub disk_floor_files: crate::disk_floor::Files,
 }
 
 /// The topic a run creates (a fresh name per run, so nothing old is read back).
@@ -58,6 +62,10 @@ pub struct TopicSpec {
     pub partitions: u32,
     #[serde(default = "one_i16")]
     pub replication_factor: i16,
+    /// Kafka topic configs given to CreateTopics (`"retention.bytes" = "134217728"`); the broker's defaults
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub configs: std::collections::BTreeMap<String, String>,
 }
 
 fn one_i16() -> i16 {

@@ -4,13 +4,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
+};
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::conn::{self, Conn};
 use crate::error::BenchError;
+use crate::workload::TopicSpec;
 
 /// How long a new topic may take to get a leader for every partition.
 pub const TOPIC_READY_TIMEOUT_S: u64 = 60;
@@ -56,13 +59,23 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-/// Creates `topic` (an existing one is accepted) and waits until every partition has a leader.
+/// Creates `topic` with the workload's `configs` (an existing one is accepted) and waits until every partition
+/// has a leader.
 pub fn create_topic(
     bootstrap: &str,
     topic: &str,
-    partitions: u32,
-    replication: i16,
+    spec: &TopicSpec,
 ) -> Result<TopicLayout, BenchError> {
+    let (partitions, replication) = (spec.partitions, spec.replication_factor);
+    let configs = spec
+        .configs
+        .iter()
+        .map(|(name, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(name.clone()))
+                .with_value(Some(StrBytes::from_string(value.clone())))
+        })
+        .collect();
     let mut conn = conn::connect(bootstrap)?;
     let controller = controller_addr(&mut conn)?;
     let mut admin = match controller {
@@ -74,7 +87,8 @@ pub fn create_topic(
         .with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(topic))
             .with_num_partitions(partitions as i32)
-            .with_replication_factor(replication)]);
+            .with_replication_factor(replication)
+            .with_configs(configs)]);
     let answer = admin.call(ApiKey::CreateTopics, &request)?;
     for t in &answer.topics {
         if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
