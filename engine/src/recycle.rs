@@ -35,6 +35,9 @@ use std::sync::atomic::Ordering::Relaxed;
 /// frees the file the next roll takes); more would hold disk space beyond retention for no use.
 pub const RECYCLED_FILES_MAX: usize = 1;
 
+/// Trimming a sealed segment gives back preallocated space; less than this is not worth a metadata fdatasync.
+const TRIM_BYTES_MIN: u64 = 1 << 20;
+
 /// A deleted segment's file waiting to be written over by a new segment.
 pub struct FreeFile {
     /// `<old base>.log.free`.
@@ -169,9 +172,9 @@ impl PartitionLog {
         self.inner.borrow_mut().after_roll = Some(task);
     }
 
-    /// Trims a sealed segment's file to its data, unless that would free a large stretch at once (a recycled file
-    /// the segment left mostly unused, rolled by age: the zero bytes after the data mark its end as well), syncs it
-    /// and persists its indexes.
+    /// Trims a sealed segment's file to its data when at least [`TRIM_BYTES_MIN`] is past it, unless that would
+    /// free a large stretch at once (a recycled file the segment left mostly unused, rolled by age); the zero
+    /// bytes after the data mark the end either way. Then persists its indexes.
     async fn trim(&self, seg: &Segment) -> io::Result<()> {
         if let Some(file) = seg.file() {
             let align = file.alignment();
@@ -180,7 +183,8 @@ impl PartitionLog {
                 (st.size, st.allocated)
             };
             let end = align_up(size, align);
-            if allocated.saturating_sub(end) <= PREALLOCATE_STEP_MAX_BYTES && allocated != end {
+            let excess = allocated.saturating_sub(end);
+            if (TRIM_BYTES_MIN..=PREALLOCATE_STEP_MAX_BYTES).contains(&excess) {
                 file.truncate(end).await?;
                 file.fdatasync().await?;
                 seg.state.borrow_mut().allocated = end;

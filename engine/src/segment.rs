@@ -170,8 +170,14 @@ impl Segment {
             let st = self.state.borrow();
             (st.index.encode(), st.time_index.encode())
         };
-        write_file_atomic(&index_path(&self.dir, self.base_offset), &index).await?;
-        write_file_atomic(&time_index_path(&self.dir, self.base_offset), &time_index).await
+        write_files_atomic(&[
+            (&index_path(&self.dir, self.base_offset), &index[..]),
+            (
+                &time_index_path(&self.dir, self.base_offset),
+                &time_index[..],
+            ),
+        ])
+        .await
     }
 
     /// Remove the segment's files (retention / recovery truncation).
@@ -267,6 +273,23 @@ pub async fn open_rw(path: &Path) -> io::Result<DmaFile> {
 /// file (a producer snapshot at close and from the flusher) must not share a tmp file, or one renames
 /// it away while the other is still opening it.
 pub async fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_files_atomic(&[(path, bytes)]).await
+}
+
+/// [`write_file_atomic`] of several files of one directory, sharing its fsync (each file is still old or new
+/// after a crash, independently of the others).
+pub async fn write_files_atomic(files: &[(&Path, &[u8])]) -> io::Result<()> {
+    for (path, bytes) in files {
+        write_tmp_and_rename(path, bytes).await?;
+    }
+    match files.first().and_then(|(path, _)| path.parent()) {
+        Some(dir) => sync_dir(dir).await,
+        None => Ok(()),
+    }
+}
+
+/// Writes `<path>.<n>.tmp`, fdatasyncs it and renames it to `path` (the directory is not synced).
+async fn write_tmp_and_rename(path: &Path, bytes: &[u8]) -> io::Result<()> {
     static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
@@ -284,11 +307,7 @@ pub async fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
     file.fdatasync().await?;
     file.close().await?;
-    glommio::io::rename(&tmp, path).await?;
-    match path.parent() {
-        Some(dir) => sync_dir(dir).await,
-        None => Ok(()),
-    }
+    Ok(glommio::io::rename(&tmp, path).await?)
 }
 
 /// fsync a directory, making the names created or renamed in it durable.
