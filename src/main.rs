@@ -262,6 +262,7 @@ fn net_config(config: &Config) -> NetConfig {
     let log_defaults = LogConfig {
         segment_bytes: config.segment_bytes,
         segment_ms: config.segment_ms,
+        segment_jitter_percent: config.segment_jitter_percent,
         retention_bytes: config.retention_bytes,
         retention_ms: config.retention_ms,
         flush,

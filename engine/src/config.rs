@@ -46,6 +46,11 @@ impl CleanupPolicy {
     }
 }
 
+/// Redpanda's `log_segment_size_jitter_percent` default.
+pub const SEGMENT_JITTER_PERCENT_DEFAULT: u8 = 5;
+/// A larger jitter would make segment sizes, and so retention by bytes, hard to predict.
+pub const SEGMENT_JITTER_PERCENT_MAX: u8 = 50;
+
 /// Kafka's `message.max.bytes` default: 1 MiB plus the 12-byte log overhead.
 pub const MAX_BATCH_BYTES_DEFAULT: usize = 1024 * 1024 + 12;
 
@@ -55,6 +60,9 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// Roll on append when the active segment is older than this.
     pub segment_ms: u64,
+    /// Each partition rolls up to this share (percent) of `segment_bytes` early: a fixed share per partition, so
+    /// partitions that fill at the same rate do not all roll at once.
+    pub segment_jitter_percent: u8,
     /// -1 = unlimited; delete oldest closed segments while the total is larger.
     pub retention_bytes: i64,
     /// -1 = unlimited; delete closed segments whose max timestamp is older than this.
@@ -83,6 +91,7 @@ impl Default for LogConfig {
         LogConfig {
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3600 * 1000,
+            segment_jitter_percent: SEGMENT_JITTER_PERCENT_DEFAULT,
             retention_bytes: -1,
             retention_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,

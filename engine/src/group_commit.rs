@@ -21,7 +21,7 @@
 use crate::batch::LOG_OVERHEAD_BYTES;
 use crate::config::FlushPolicy;
 use crate::log::PartitionLog;
-use crate::segment::{align_down, align_up, preallocation_target, Segment, SEGMENT_BYTES_MAX};
+use crate::segment::{align_down, align_up, preallocation_target, Segment};
 use glommio::io::{DmaBuffer, DmaFile};
 use std::io;
 use std::rc::Rc;
@@ -194,7 +194,7 @@ impl PartitionLog {
             return Ok(());
         }
         let align = file.alignment();
-        let cap = align_up(self.config().segment_bytes.min(SEGMENT_BYTES_MAX), align);
+        let cap = align_up(self.segment_bytes_max(), align);
         let target = align_up(preallocation_target(allocated, end, cap), align);
         file.pre_allocate(target, false).await?;
         seg.state.borrow_mut().allocated = target;

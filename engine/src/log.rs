@@ -21,7 +21,7 @@
 //! (and may empty a segment's end): a read continues with the next offset that exists.
 
 use crate::batch::{self, HEADER_BYTES};
-use crate::config::{FlushPolicy, LogConfig, TimestampType};
+use crate::config::{FlushPolicy, LogConfig, TimestampType, SEGMENT_JITTER_PERCENT_MAX};
 use crate::error::{copy_io_error, AppendError, EngineError, ReadError};
 use crate::log_start;
 use crate::metrics::StorageMetrics;
@@ -39,6 +39,7 @@ use glommio::io::DmaFile;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -110,6 +111,8 @@ pub(crate) struct Inner {
 
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
+    /// This partition's share of the segment size jitter, out of 2^16 (see [`PartitionLog::segment_bytes_max`]).
+    pub(crate) segment_jitter_draw: u64,
     /// Read through [`PartitionLog::config`]; replaced whole by [`PartitionLog::set_config`].
     pub(crate) config: Cell<LogConfig>,
     pub(crate) me: Weak<PartitionLog>,
@@ -164,6 +167,7 @@ impl PartitionLog {
             .map_err(|e| EngineError::io("listing recycled segment files", dir, e))?;
         let log = Rc::new_cyclic(|me| PartitionLog {
             dir: dir.to_path_buf(),
+            segment_jitter_draw: u64::from(crc32c::crc32c(dir.as_os_str().as_bytes()) >> 16),
             config: Cell::new(config),
             me: me.clone(),
             inner: RefCell::new(Inner {
@@ -404,7 +408,7 @@ impl PartitionLog {
         let active = inner.segments.last().expect("at least one segment").clone();
         let roll = {
             let st = active.state.borrow();
-            let size_max = self.config().segment_bytes.min(SEGMENT_BYTES_MAX);
+            let size_max = self.segment_bytes_max();
             let too_big = st.size + batch_bytes > size_max;
             let too_old = st
                 .created_ms
@@ -474,6 +478,21 @@ impl PartitionLog {
     /// The partition's settings now (a copy, so no change lands in the middle of an append).
     pub fn config(&self) -> LogConfig {
         self.config.get()
+    }
+
+    /// The size this partition rolls at: `segment_bytes` less its share of the jitter. Partitions of one topic
+    /// fill at the same rate; without the jitter they would all roll, allocate and sync their directories in the
+    /// same moment, every time (as Redpanda's `log_segment_size_jitter_percent`; Kafka jitters only age rolls).
+    /// The share comes from the directory name, so it is the same across restarts.
+    pub(crate) fn segment_bytes_max(&self) -> u64 {
+        let config = self.config();
+        let segment_bytes = config.segment_bytes.min(SEGMENT_BYTES_MAX);
+        let percent = u64::from(
+            config
+                .segment_jitter_percent
+                .min(SEGMENT_JITTER_PERCENT_MAX),
+        );
+        segment_bytes - segment_bytes * percent / 100 * self.segment_jitter_draw / (1 << 16)
     }
 
     /// Applies changed topic settings at once (AlterConfigs): the next append, roll, retention or compaction pass

@@ -26,10 +26,11 @@ pub(crate) fn temp_dir() -> tempfile::TempDir {
 }
 
 /// 16 KiB segments, no retention by time (test batches carry timestamps near 0, which any time limit has passed;
-/// a roll applies retention).
+/// a roll applies retention), and no segment size jitter: these tests know where a segment rolls.
 pub(crate) fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes: 16 << 10,
+        segment_jitter_percent: 0,
         retention_ms: -1,
         index_interval_bytes: 1024,
         tail_cache_bytes: 0,
@@ -119,6 +120,63 @@ fn append_read_roundtrip_across_rolls_and_reopen() {
         assert_eq!(out.base_offset, log.log_end_offset() - 1);
         timeout(log.wait_durable(out.last_offset)).await.unwrap();
         log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn each_partition_rolls_at_its_own_share_of_the_jitter_and_keeps_it_across_reopen() {
+    run(|| async {
+        let dir = temp_dir();
+        let segment_bytes = 1 << 20;
+        let config = LogConfig {
+            segment_bytes,
+            segment_jitter_percent: 5,
+            ..small_config()
+        };
+        let mut sizes = Vec::new();
+        for partition in 0..16 {
+            let path = dir.path().join(format!("topic-{partition}"));
+            let log = PartitionLog::open(&path, config).await.unwrap();
+            let size = log.segment_bytes_max();
+            assert!(
+                segment_bytes - segment_bytes * 5 / 100 <= size && size <= segment_bytes,
+                "a share of at most 5 %: {size}"
+            );
+            if partition == 0 {
+                // The roll comes at this partition's size: the first segment ends within one batch of it.
+                let batch = build_batch(4, 1000, 1);
+                while log.inner.borrow().segments.len() < 2 {
+                    log.append_slice(&batch, 0, 0).unwrap();
+                }
+                let first = log.inner.borrow().segments[0].state.borrow().size;
+                assert!(
+                    first <= size && size - first < batch.len() as u64,
+                    "rolled at {first}, size {size}"
+                );
+                timeout(log.wait_durable(log.log_end_offset() - 1))
+                    .await
+                    .unwrap();
+            }
+            log.set_config(LogConfig {
+                segment_jitter_percent: 0,
+                ..config
+            });
+            assert_eq!(log.segment_bytes_max(), segment_bytes, "0 turns it off");
+            log.close().await.unwrap();
+            let reopened = PartitionLog::open(&path, config).await.unwrap();
+            assert_eq!(
+                reopened.segment_bytes_max(),
+                size,
+                "the same share after a restart"
+            );
+            reopened.close().await.unwrap();
+            sizes.push(size);
+        }
+        let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(
+            max - min > segment_bytes * 5 / 100 / 4,
+            "16 partitions spread over more than a quarter of the jitter: {sizes:?}"
+        );
     });
 }
 

@@ -22,6 +22,9 @@ pub const MAX_REQUEST_BYTES_MIN: usize = 1024;
 /// Smallest `segment_bytes`: smaller segments mean a file roll (and a preallocation) every few batches.
 pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
 
+/// Largest `segment_jitter_percent`: more would make segment sizes, and so retention by bytes, hard to predict.
+pub const SEGMENT_JITTER_PERCENT_MAX: u8 = 50;
+
 /// Everything the binary needs to start, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -38,6 +41,7 @@ pub struct Config {
     pub max_connections_per_shard: usize,
     pub segment_bytes: u64,
     pub segment_ms: u64,
+    pub segment_jitter_percent: u8,
     pub retention_bytes: i64,
     pub retention_ms: i64,
     pub retention_check_interval_ms: u64,
@@ -235,6 +239,7 @@ impl Config {
             )?,
             segment_bytes: required("segment_bytes", s.segment_bytes)?,
             segment_ms: required("segment_ms", s.segment_ms)?,
+            segment_jitter_percent: required("segment_jitter_percent", s.segment_jitter_percent)?,
             retention_bytes: required("retention_bytes", s.retention_bytes)?,
             retention_ms: required("retention_ms", s.retention_ms)?,
             retention_check_interval_ms: required(
@@ -312,6 +317,12 @@ impl Config {
             "segment_ms",
             self.segment_ms,
             "must be >= 1",
+        )?;
+        ensure(
+            self.segment_jitter_percent <= SEGMENT_JITTER_PERCENT_MAX,
+            "segment_jitter_percent",
+            self.segment_jitter_percent,
+            &format!("must be <= {SEGMENT_JITTER_PERCENT_MAX}"),
         )?;
         ensure(
             self.retention_bytes >= -1,
@@ -558,6 +569,10 @@ mod tests {
                 "invalid config: request_timeout_ms = 0: must be >= 1",
             ),
             (Settings { segment_ms: Some(0), ..Default::default() }, "invalid config: segment_ms = 0: must be >= 1"),
+            (
+                Settings { segment_jitter_percent: Some(51), ..Default::default() },
+                "invalid config: segment_jitter_percent = 51: must be <= 50",
+            ),
             (
                 Settings { log_level: Some(" ".into()), ..Default::default() },
                 "invalid config: log_level = \" \": must not be empty",

@@ -59,6 +59,10 @@ pub struct Settings {
     /// Age at which a segment is rolled [default 604800000].
     #[arg(long, env = "PINLOG_SEGMENT_MS", value_name = "MS")]
     pub segment_ms: Option<u64>,
+    /// Share of segment_bytes, in percent (0-50), a partition rolls early, so partitions do not all roll at once
+    /// [default 5].
+    #[arg(long, env = "PINLOG_SEGMENT_JITTER_PERCENT", value_name = "PERCENT")]
+    pub segment_jitter_percent: Option<u8>,
     /// Partition size above which old segments are deleted; -1 = unlimited [default -1].
     #[arg(
         long,
@@ -157,6 +161,7 @@ impl Settings {
                 .or(self.max_connections_per_shard),
             segment_bytes: over.segment_bytes.or(self.segment_bytes),
             segment_ms: over.segment_ms.or(self.segment_ms),
+            segment_jitter_percent: over.segment_jitter_percent.or(self.segment_jitter_percent),
             retention_bytes: over.retention_bytes.or(self.retention_bytes),
             retention_ms: over.retention_ms.or(self.retention_ms),
             retention_check_interval_ms: over
