@@ -167,7 +167,7 @@ impl PartitionLog {
             .map_err(|e| EngineError::io("listing recycled segment files", dir, e))?;
         let log = Rc::new_cyclic(|me| PartitionLog {
             dir: dir.to_path_buf(),
-            segment_jitter_draw: u64::from(crc32c::crc32c(dir.as_os_str().as_bytes()) >> 16),
+            segment_jitter_draw: jitter_draw(dir),
             config: Cell::new(config),
             me: me.clone(),
             inner: RefCell::new(Inner {
@@ -751,4 +751,11 @@ async fn read_from_file(
         }
     }
     Ok(Bytes::new())
+}
+
+/// A partition's share of the segment size jitter, out of 2^16: from its directory's name (`<topic>-<partition>`)
+/// alone, so neither a restart nor a moved data dir changes it.
+fn jitter_draw(dir: &Path) -> u64 {
+    let name = dir.file_name().unwrap_or(dir.as_os_str());
+    u64::from(crc32c::crc32c(name.as_bytes()) >> 16)
 }
