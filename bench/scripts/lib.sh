@@ -19,6 +19,7 @@ check_disk() {
 }
 
 # start_broker DATA_DIR PORT LOG [PEER_CMD]: sets BROKER_PID, waits (bounded) until the port accepts connections.
+# pinlog also serves its metrics; BROKER_METRICS is that endpoint (host:port), empty for a peer.
 start_broker() {
     local data_dir="$1" port="$2" log="$3" peer="${4:-}"
     mkdir -p "$data_dir"
@@ -26,10 +27,12 @@ start_broker() {
     if [ -n "$peer" ]; then
         local cmd="${peer//\{data_dir\}/$data_dir}"
         cmd="${cmd//\{port\}/$port}"
+        BROKER_METRICS=
         bash -c "exec $cmd" >"$log" 2>&1 &
     else
+        BROKER_METRICS="127.0.0.1:$(free_port)"
         "$bench_repo/target/release/pinlog" serve --data-dir "$data_dir" \
-            --listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" >"$log" 2>&1 &
+            --listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" --metrics-listen "$BROKER_METRICS" >"$log" 2>&1 &
     fi
     BROKER_PID=$!
     for _ in $(seq 1 300); do

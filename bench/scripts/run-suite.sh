@@ -69,7 +69,7 @@ run_workload() {
         port="$(free_port)"
         start_broker "$data_dir" "$port" "${out%.json}.broker.log" "$cmd"
         target="127.0.0.1:$port"
-        pid_args=(--server-pid "$BROKER_PID")
+        pid_args=(--server-pid "$BROKER_PID" ${BROKER_METRICS:+--server-metrics "$BROKER_METRICS"})
     else
         target="$bootstrap"
         mkdir -p "$data_dir"

@@ -24,6 +24,17 @@ trap 'stop_broker' EXIT
 # Limits are cached for an hour in bench/results/limits.json; the smoke run reuses them when fresh.
 "$bench_bin" limits --data-dir "$work" > /dev/null
 
+# A run that produced with acks=all against pinlog's metrics endpoint has the broker's fdatasync figures in its series.
+server_figures_present() {
+    python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+if r["produce"]["records"] > 0 and r["workload"]["producer"]["acks"] == "all":
+    if not any(s.get("server_fdatasync_max_ms") for s in r["series"]):
+        sys.exit(f"{sys.argv[1]}: no second has server_fdatasync_max_ms")
+PY
+}
+
 failed=0 passed=0
 for driver in $drivers; do
     for w in bench/workloads/*.toml; do
@@ -32,9 +43,9 @@ for driver in $drivers; do
         start_broker "$work/data-$driver-$name" "$port" "$work/$driver-$name.broker.log"
         out="$work/$driver-$name.json"
         if "$bench_bin" run --workload "$w" --bootstrap "127.0.0.1:$port" --driver "$driver" --quiet \
-            --server-pid "$BROKER_PID" --data-dir "$work" --duration-s "$seconds" --warmup-s 1 \
+            --server-pid "$BROKER_PID" --server-metrics "$BROKER_METRICS" --data-dir "$work" --duration-s "$seconds" --warmup-s 1 \
             --fill-bytes-max 20000000 --partitions-max 100 --out "$out" > "$work/$driver-$name.txt" 2>&1 \
-            && "$bench_bin" validate "$out"; then
+            && "$bench_bin" validate "$out" && server_figures_present "$out"; then
             echo "smoke: $driver $name ok"
             passed=$((passed + 1))
         else

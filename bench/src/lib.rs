@@ -20,5 +20,6 @@ pub mod rdkafka_driver;
 pub mod report;
 pub mod result;
 pub mod runner;
+pub mod server_metrics;
 pub mod stats;
 pub mod workload;

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a workload file against a broker and write a JSON result (plus SVG plots next to it).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Measure the machine's limits with fio (on the data dir) and iperf3 (loopback); cached for an hour.
     Limits {
         /// Directory on the disk the broker writes to (never tmpfs).
@@ -85,6 +85,10 @@ struct RunArgs {
     /// Broker process whose CPU use is reported.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// The broker's Prometheus endpoint (host:port, e.g. pinlog's --metrics-listen): its fdatasync latency goes into
+    /// each second of the series.
+    #[arg(long)]
+    server_metrics: Option<String>,
     /// Broker data directory: where the limits are measured (never tmpfs).
     #[arg(long)]
     data_dir: PathBuf,
@@ -150,6 +154,7 @@ fn run(args: RunArgs) -> Result<bool, BenchError> {
         driver: args.driver,
         broker_name: args.broker_name,
         server_pid: args.server_pid,
+        server_metrics: args.server_metrics,
         limits,
         reference,
         disk_floor,
@@ -192,7 +197,7 @@ fn floor(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Cmd::Run(args) => run(args),
+        Cmd::Run(args) => run(*args),
         Cmd::Limits {
             data_dir,
             cache,

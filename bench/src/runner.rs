@@ -27,6 +27,7 @@ use crate::result::{
     BenchResult, Broker, Cpu, Goal, Second, Throughput, GOAL_CATCHUP_TO_PRODUCE_MIN,
     GOAL_P99_TO_FDATASYNC_MAX, GOAL_PRODUCE_TO_DISK_MIN, SCHEMA_VERSION,
 };
+use crate::server_metrics::{Buckets, ServerMetrics};
 use crate::stats::{Live, Recorder, WorkerReport};
 use crate::workload::{Acks, Workload};
 
@@ -46,6 +47,8 @@ pub struct RunOptions {
     pub driver: DriverKind,
     pub broker_name: String,
     pub server_pid: Option<u32>,
+    /// The broker's Prometheus endpoint (`host:port`), scraped once a second for its fdatasync latency.
+    pub server_metrics: Option<String>,
     pub limits: Limits,
     /// A max-rate result, for workloads whose rate is a fraction of it.
     pub reference: Option<BenchResult>,
@@ -370,6 +373,10 @@ fn measure<T>(
     let start = Instant::now();
     let first = Snapshot::take(live, pid);
     let mut previous = first;
+    let mut syncs = opts.server_metrics.as_deref().map(SyncLatency::new);
+    if let Some(s) = syncs.as_mut() {
+        s.scrape();
+    }
     let mut series = Vec::new();
     let limit_s = if catch_up {
         w.duration_s * CATCHUP_DURATION_FACTOR
@@ -382,7 +389,13 @@ fn measure<T>(
         let now = Snapshot::take(live, pid);
         // A catch-up ends the moment the consumers do: its last second is a partial one.
         let span = second_start.elapsed().as_secs_f64().clamp(1e-3, 1.0);
-        let second = second_between(s as u32, &previous, &now, span);
+        let mut second = second_between(s as u32, &previous, &now, span);
+        if let Some(syncs) = syncs.as_mut() {
+            (
+                second.server_fdatasync_p99_ms,
+                second.server_fdatasync_max_ms,
+            ) = syncs.scrape();
+        }
         if opts.progress {
             eprint!(
                 "\r{}",
@@ -418,6 +431,46 @@ fn measure<T>(
         },
         series,
         reports: Vec::new(),
+    }
+}
+
+/// The broker's fdatasync histogram, scraped each second; a failed scrape leaves that second (and the next) without
+/// the figures and is printed once.
+struct SyncLatency {
+    endpoint: ServerMetrics,
+    last: Option<Buckets>,
+    warned: bool,
+}
+
+impl SyncLatency {
+    fn new(addr: &str) -> SyncLatency {
+        SyncLatency {
+            endpoint: ServerMetrics::new(addr),
+            last: None,
+            warned: false,
+        }
+    }
+
+    /// Scrapes now; returns the p99 and the max (bucket bounds, ms) of the fdatasyncs since the last scrape.
+    fn scrape(&mut self) -> (Option<f64>, Option<f64>) {
+        let now = match self.endpoint.fdatasync() {
+            Ok(now) => Some(now),
+            Err(e) => {
+                if !std::mem::replace(&mut self.warned, true) {
+                    eprintln!("\nbench: no server fdatasync figures for some seconds: {e}");
+                }
+                None
+            }
+        };
+        let figures = match (&self.last, &now) {
+            (Some(last), Some(now)) => (
+                now.quantile_ms_since(last, 0.99),
+                now.quantile_ms_since(last, 1.0),
+            ),
+            _ => (None, None),
+        };
+        self.last = now;
+        figures
     }
 }
 
