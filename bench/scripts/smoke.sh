@@ -24,14 +24,14 @@ trap 'stop_broker' EXIT
 # Limits are cached for an hour in bench/results/limits.json; the smoke run reuses them when fresh.
 "$bench_bin" limits --data-dir "$work" > /dev/null
 
-# A run that produced with acks=all against pinlog's metrics endpoint has the broker's fdatasync figures in its series.
+# A run that produced with acks=all against pinlog's metrics endpoint has the broker's commit figures in its series.
 server_figures_present() {
     python3 - "$1" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 if r["produce"]["records"] > 0 and r["workload"]["producer"]["acks"] == "all":
-    if not any(s.get("server_fdatasync_max_ms") for s in r["series"]):
-        sys.exit(f"{sys.argv[1]}: no second has server_fdatasync_max_ms")
+    if not any(s.get("server_commit_max_ms") for s in r["series"]):
+        sys.exit(f"{sys.argv[1]}: no second has server_commit_max_ms")
 PY
 }
 

@@ -85,7 +85,7 @@ struct RunArgs {
     /// Broker process whose CPU use is reported.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// The broker's Prometheus endpoint (host:port, e.g. pinlog's --metrics-listen): its fdatasync latency goes into
+    /// The broker's Prometheus endpoint (host:port, e.g. pinlog's --metrics-listen): its commit latency goes into
     /// each second of the series.
     #[arg(long)]
     server_metrics: Option<String>,

@@ -146,7 +146,7 @@ pub fn render(r: &BenchResult, stem: &Path) -> Result<Vec<PathBuf>, BenchError> 
             series_line(r, "publish p99", |s| s.publish_p99_ms),
             series_line(r, "end-to-end p50", |s| s.e2e_p50_ms),
             series_line(r, "end-to-end p99", |s| s.e2e_p99_ms),
-            series_line(r, "server fdatasync max", |s| s.server_fdatasync_max_ms),
+            series_line(r, "server commit max", |s| s.server_commit_max_ms),
         ],
     )?;
     let percentiles = path("-percentiles.svg");

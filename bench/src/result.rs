@@ -110,12 +110,13 @@ pub struct Second {
     pub e2e_p99_ms: Option<f64>,
     pub client_cores: f64,
     pub server_cores: Option<f64>,
-    /// The broker's own fdatasync latency that second, p99 and max, as the upper bounds of its histogram buckets
-    /// (`--server-metrics`; pinlog's `pinlog_storage_fdatasync_latency_seconds`, summed over shards).
+    /// The broker's own commit latency that second (write and sync on the disk), p99 and max, as the upper bounds
+    /// of its histogram buckets (`--server-metrics`; pinlog's `pinlog_storage_commit_latency_seconds`, summed over
+    /// shards).
     #[serde(default)]
-    pub server_fdatasync_p99_ms: Option<f64>,
+    pub server_commit_p99_ms: Option<f64>,
     #[serde(default)]
-    pub server_fdatasync_max_ms: Option<f64>,
+    pub server_commit_max_ms: Option<f64>,
 }
 
 /// A goal from the issue, evaluated where this workload measures it.
@@ -359,8 +360,8 @@ count = 1
                 e2e_p99_ms: None,
                 client_cores: 0.5,
                 server_cores: Some(1.0),
-                server_fdatasync_p99_ms: Some(0.5),
-                server_fdatasync_max_ms: None,
+                server_commit_p99_ms: Some(0.5),
+                server_commit_max_ms: None,
             })
             .collect(),
         produce_to_disk_ratio: Some(0.1024),

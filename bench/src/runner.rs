@@ -47,7 +47,7 @@ pub struct RunOptions {
     pub driver: DriverKind,
     pub broker_name: String,
     pub server_pid: Option<u32>,
-    /// The broker's Prometheus endpoint (`host:port`), scraped once a second for its fdatasync latency.
+    /// The broker's Prometheus endpoint (`host:port`), scraped once a second for its commit latency.
     pub server_metrics: Option<String>,
     pub limits: Limits,
     /// A max-rate result, for workloads whose rate is a fraction of it.
@@ -373,8 +373,8 @@ fn measure<T>(
     let start = Instant::now();
     let first = Snapshot::take(live, pid);
     let mut previous = first;
-    let mut syncs = opts.server_metrics.as_deref().map(SyncLatency::new);
-    if let Some(s) = syncs.as_mut() {
+    let mut commits = opts.server_metrics.as_deref().map(CommitLatency::new);
+    if let Some(s) = commits.as_mut() {
         s.scrape();
     }
     let mut series = Vec::new();
@@ -390,11 +390,8 @@ fn measure<T>(
         // A catch-up ends the moment the consumers do: its last second is a partial one.
         let span = second_start.elapsed().as_secs_f64().clamp(1e-3, 1.0);
         let mut second = second_between(s as u32, &previous, &now, span);
-        if let Some(syncs) = syncs.as_mut() {
-            (
-                second.server_fdatasync_p99_ms,
-                second.server_fdatasync_max_ms,
-            ) = syncs.scrape();
+        if let Some(commits) = commits.as_mut() {
+            (second.server_commit_p99_ms, second.server_commit_max_ms) = commits.scrape();
         }
         if opts.progress {
             eprint!(
@@ -434,30 +431,30 @@ fn measure<T>(
     }
 }
 
-/// The broker's fdatasync histogram, scraped each second; a failed scrape leaves that second (and the next) without
+/// The broker's commit latency histogram, scraped each second; a failed scrape leaves that second (and the next) without
 /// the figures and is printed once.
-struct SyncLatency {
+struct CommitLatency {
     endpoint: ServerMetrics,
     last: Option<Buckets>,
     warned: bool,
 }
 
-impl SyncLatency {
-    fn new(addr: &str) -> SyncLatency {
-        SyncLatency {
+impl CommitLatency {
+    fn new(addr: &str) -> CommitLatency {
+        CommitLatency {
             endpoint: ServerMetrics::new(addr),
             last: None,
             warned: false,
         }
     }
 
-    /// Scrapes now; returns the p99 and the max (bucket bounds, ms) of the fdatasyncs since the last scrape.
+    /// Scrapes now; returns the p99 and the max (bucket bounds, ms) of the commits since the last scrape.
     fn scrape(&mut self) -> (Option<f64>, Option<f64>) {
-        let now = match self.endpoint.fdatasync() {
+        let now = match self.endpoint.commits() {
             Ok(now) => Some(now),
             Err(e) => {
                 if !std::mem::replace(&mut self.warned, true) {
-                    eprintln!("\nbench: no server fdatasync figures for some seconds: {e}");
+                    eprintln!("\nbench: no server commit figures for some seconds: {e}");
                 }
                 None
             }

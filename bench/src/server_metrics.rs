@@ -1,6 +1,7 @@
 //! The broker's own view of each second, from its Prometheus endpoint (pinlog's `--metrics-listen`): how long its
-//! fdatasyncs took. Beside the client's latency it tells a second the disk stalled from one the broker or the client
-//! did. Only pinlog's histogram family is read; a peer without it leaves the figures empty.
+//! group commits took on the disk (write and sync). Beside the client's latency it tells a second the disk stalled
+//! from one the broker or the client did. Only pinlog's histogram family is read; a peer without it leaves the
+//! figures empty.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -8,8 +9,8 @@ use std::time::Duration;
 
 use crate::error::BenchError;
 
-/// pinlog's fdatasync latency histogram (one per shard; the bench sums the shards).
-pub const FDATASYNC_FAMILY: &str = "pinlog_storage_fdatasync_latency_seconds";
+/// pinlog's group commit latency histogram (one per shard; the bench sums the shards).
+pub const COMMIT_FAMILY: &str = "pinlog_storage_commit_latency_seconds";
 
 /// A scrape must answer within this, or the second is left without server figures.
 const SCRAPE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -34,9 +35,9 @@ impl ServerMetrics {
         }
     }
 
-    /// The fdatasync histogram now.
-    pub fn fdatasync(&self) -> Result<Buckets, BenchError> {
-        Ok(Buckets::parse(&self.scrape()?, FDATASYNC_FAMILY))
+    /// The commit latency histogram now.
+    pub fn commits(&self) -> Result<Buckets, BenchError> {
+        Ok(Buckets::parse(&self.scrape()?, COMMIT_FAMILY))
     }
 
     /// One `GET /metrics` (HTTP/1.0, the server closes the connection after its answer); returns the body.
@@ -149,26 +150,26 @@ mod tests {
     use super::*;
 
     const PAGE: &str = "\
-# TYPE pinlog_storage_fdatasync_latency_seconds histogram
-pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"0\",le=\"0.001\"} 90
-pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"0\",le=\"0.002\"} 99
-pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"0\",le=\"+Inf\"} 100
-pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"1\",le=\"0.001\"} 10
-pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"1\",le=\"0.002\"} 100
-pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"1\",le=\"+Inf\"} 100
-pinlog_storage_fdatasync_latency_seconds_sum{shard=\"0\"} 0.1
+# TYPE pinlog_storage_commit_latency_seconds histogram
+pinlog_storage_commit_latency_seconds_bucket{shard=\"0\",le=\"0.001\"} 90
+pinlog_storage_commit_latency_seconds_bucket{shard=\"0\",le=\"0.002\"} 99
+pinlog_storage_commit_latency_seconds_bucket{shard=\"0\",le=\"+Inf\"} 100
+pinlog_storage_commit_latency_seconds_bucket{shard=\"1\",le=\"0.001\"} 10
+pinlog_storage_commit_latency_seconds_bucket{shard=\"1\",le=\"0.002\"} 100
+pinlog_storage_commit_latency_seconds_bucket{shard=\"1\",le=\"+Inf\"} 100
+pinlog_storage_commit_latency_seconds_sum{shard=\"0\"} 0.1
 pinlog_storage_write_latency_seconds_bucket{shard=\"0\",le=\"0.001\"} 5
 ";
 
     #[test]
     fn shards_are_summed_per_bound_and_other_families_ignored() {
-        let b = Buckets::parse(PAGE, FDATASYNC_FAMILY);
+        let b = Buckets::parse(PAGE, COMMIT_FAMILY);
         assert_eq!(b.0, vec![(0.001, 100), (0.002, 199), (f64::INFINITY, 200)]);
     }
 
     #[test]
     fn quantiles_are_taken_over_the_difference_of_two_scrapes() {
-        let later = Buckets::parse(PAGE, FDATASYNC_FAMILY);
+        let later = Buckets::parse(PAGE, COMMIT_FAMILY);
         assert_eq!(later.quantile_ms_since(&Buckets::default(), 0.5), Some(1.0));
         assert_eq!(
             later.quantile_ms_since(&Buckets::default(), 0.99),

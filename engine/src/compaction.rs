@@ -257,7 +257,8 @@ impl PartitionLog {
             st.sealed = true;
             st.finalized = true;
         }
-        cleaned.set_file(new_file);
+        // Sealed: the group commit never writes to it again.
+        cleaned.set_file(new_file, false);
         cleaned.persist_indexes().await?;
         self.replace_segment(seg, Some(cleaned));
         if let Some(old) = seg.take_file() {

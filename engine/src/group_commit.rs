@@ -7,7 +7,8 @@
 //! 3. The task takes the oldest segment with dirty bytes and copies them, starting with the
 //!    partial last block already on disk (O_DIRECT writes whole blocks), from the tail into one
 //!    aligned DMA buffer of at most `flush_bytes_max`.
-//! 4. It grows the preallocation if needed, writes the buffer, fdatasyncs (unless policy Never)
+//! 4. It grows the preallocation if needed, writes the buffer, fdatasyncs (unless policy Never, or the segment's
+//!    file was opened for durable writes, whose write is already the sync: `segment::open_log`)
 //!    and, for a rolled segment now fully written and synced, hands it to a task of its own that
 //!    trims the file, persists its indexes and the producer snapshot the roll queued, and applies
 //!    retention (`recycle.rs`), so the new segment's commits never wait for them.
@@ -142,6 +143,7 @@ impl PartitionLog {
 
     /// Write, sync and (for a rolled segment) finalize one segment.
     async fn flush_segment(&self, seg: &Rc<Segment>) -> io::Result<()> {
+        let commit_started = Instant::now();
         let file = self.segment_file(seg).await?;
         let job = match self.build_job(seg, &file) {
             Some((buf, job)) => {
@@ -169,15 +171,20 @@ impl PartitionLog {
             let written = job.as_ref().map_or(st.written, |j| j.end_pos);
             st.closed && !st.sealed && written == st.size
         };
-        let sync = finalize || (job.is_some() && self.config().flush != FlushPolicy::Never);
+        // A segment opened for durable writes has its data on stable storage once the write completed; only sealing
+        // it still takes an fdatasync (cheap then: nothing is dirty).
+        let wrote_durably = job.is_some() && seg.durable_writes();
+        let sync = finalize
+            || (job.is_some() && !wrote_durably && self.config().flush != FlushPolicy::Never);
         if sync {
             let started = Instant::now();
             file.fdatasync().await?;
             self.metrics.fdatasync_latency.record(started.elapsed());
-            self.inner.borrow_mut().fdatasyncs += 1;
         }
         if let Some(job) = job {
-            self.complete(seg, job, sync);
+            self.metrics.commit_latency.record(commit_started.elapsed());
+            self.inner.borrow_mut().commits += 1;
+            self.complete(seg, job, sync || wrote_durably);
         }
         if finalize {
             seg.state.borrow_mut().sealed = true;

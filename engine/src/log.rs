@@ -88,7 +88,8 @@ pub(crate) struct Inner {
     /// First write failure; the log refuses appends from then on.
     pub failure: Option<io::Error>,
     pub closed: bool,
-    pub fdatasyncs: u64,
+    /// Group commits that wrote data (each one write, then an fdatasync unless the write was durable).
+    pub commits: u64,
     pub producers: ProducerStateMap,
     /// A producer state snapshot (offset, encoded) for the group-commit task to write.
     pub pending_snapshot: Option<(i64, Vec<u8>)>,
@@ -182,7 +183,7 @@ impl PartitionLog {
                 flush_now: false,
                 failure: None,
                 closed: false,
-                fdatasyncs: 0,
+                commits: 0,
                 producers,
                 pending_snapshot: None,
                 snapshots,
@@ -529,9 +530,9 @@ impl PartitionLog {
         self.inner.borrow().log_start
     }
 
-    /// How many fdatasyncs the group commit issued (metrics, tests).
-    pub fn fdatasync_count(&self) -> u64 {
-        self.inner.borrow().fdatasyncs
+    /// How many group commits wrote data (metrics, tests).
+    pub fn commit_count(&self) -> u64 {
+        self.inner.borrow().commits
     }
 
     /// Whole batches from the one containing `offset`, up to `max_bytes` (first batch whole).

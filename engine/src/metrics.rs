@@ -60,11 +60,16 @@ impl LatencyHistogram {
 /// The group commit's disk figures of one shard, summed over its partitions.
 #[derive(Default)]
 pub struct StorageMetrics {
-    /// One O_DIRECT write of a group commit (submit to completion).
+    /// One O_DIRECT write of a group commit (submit to completion). On a segment opened for durable writes (the
+    /// default flush policy) the write includes its sync.
     pub write_latency: LatencyHistogram,
-    /// One fdatasync of a group commit. A produce with acks=all waits for one per partition it touches, so the
-    /// tail of this histogram is the floor of the produce latency tail.
+    /// One fdatasync the group commit issued separately: per commit on segments not opened for durable writes, and
+    /// once when a segment is sealed.
     pub fdatasync_latency: LatencyHistogram,
+    /// One group commit, from its start until its data is durable (written, under flush policy never). A produce with
+    /// acks=all waits for one per partition it touches, so the tail of this histogram is the floor of the produce
+    /// latency tail.
+    pub commit_latency: LatencyHistogram,
     /// Bytes the group commit wrote, including the rewritten partial last block.
     pub written_bytes_total: AtomicU64,
     /// New segments written over a deleted segment's file instead of a new one (`recycle.rs`).

@@ -21,12 +21,12 @@
 //!    be resurrected by a later scan. What was cut is logged at info.
 
 use crate::batch::{self, HEADER_BYTES, LOG_OVERHEAD_BYTES};
-use crate::config::LogConfig;
+use crate::config::{FlushPolicy, LogConfig};
 use crate::error::EngineError;
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::iopoll_probe;
 use crate::segment::{
-    align_down, align_up, index_path, log_path, open_rw, read_file, sync_dir, time_index_path,
+    align_down, align_up, index_path, log_path, open_log, read_file, sync_dir, time_index_path,
     Segment,
 };
 use glommio::io::{DmaFile, ReadResult};
@@ -279,7 +279,9 @@ async fn recover_segment(
     is_last: bool,
     config: &LogConfig,
 ) -> io::Result<bool> {
-    let file = Rc::new(open_rw(&log_path(dir, seg.base_offset)).await?);
+    // The last segment is the one the group commit goes on writing.
+    let durable_writes = is_last && config.flush == FlushPolicy::Durable;
+    let file = Rc::new(open_log(&log_path(dir, seg.base_offset), durable_writes).await?);
     let file_len = file.file_size().await?;
     let interval = config.index_interval_bytes;
     let mut trusted = false;
@@ -354,7 +356,7 @@ async fn recover_segment(
         st.sealed = !is_last;
         st.finalized = !is_last;
     }
-    seg.set_file(file);
+    seg.set_file(file, durable_writes);
     if !is_last && !trusted {
         seg.persist_indexes().await?;
         tracing::info!(dir = %dir.display(), base = seg.base_offset, "rebuilt segment indexes");

@@ -21,6 +21,7 @@
 //! Files held by a reader are never pooled: a fetch in flight would read the new segment's bytes at its old
 //! positions.
 
+use crate::config::FlushPolicy;
 use crate::log::{wall_clock_ms, PartitionLog};
 use crate::producer_snapshot;
 use crate::segment::{align_up, log_path, Retired, Segment, PREALLOCATE_STEP_MAX_BYTES};
@@ -236,7 +237,8 @@ impl PartitionLog {
             }
         }
         // Opens the renamed file (or creates one) and syncs the directory, so the name survives a crash.
-        seg.ensure_file().await
+        seg.ensure_file(self.config().flush == FlushPolicy::Durable)
+            .await
     }
 }
 

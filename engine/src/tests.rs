@@ -281,7 +281,7 @@ fn bad_batches_rejected_and_nothing_appended() {
 }
 
 #[test]
-fn group_commit_batches_fdatasyncs() {
+fn group_commit_batches_appends_into_few_commits() {
     run(|| async {
         let dir = temp_dir();
         let log = PartitionLog::open(dir.path(), LogConfig::default())
@@ -305,11 +305,62 @@ fn group_commit_batches_fdatasyncs() {
         }
         let appends = producers * rounds;
         assert_eq!(log.high_watermark(), appends as i64);
-        let syncs = log.fdatasync_count();
+        let commits = log.commit_count();
         assert!(
-            syncs > 0 && syncs <= (appends / 4) as u64,
-            "{syncs} fdatasyncs for {appends} appends"
+            commits > 0 && commits <= (appends / 4) as u64,
+            "{commits} group commits for {appends} appends"
         );
+        log.close().await.unwrap();
+    });
+}
+
+/// How a commit becomes durable follows how the active segment's file was opened, not the policy of the moment: a
+/// file opened under the durable policy is written O_DSYNC and takes no fdatasync per commit; a file opened under
+/// another policy keeps an fdatasync per commit after the policy turns durable; and reopening the log under the
+/// durable policy opens its active segment for durable writes again.
+#[test]
+fn commits_become_durable_the_way_the_active_segment_was_opened() {
+    run(|| async {
+        let dir = temp_dir();
+        let never = LogConfig {
+            flush: FlushPolicy::Never,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path(), never).await.unwrap();
+        log.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
+        log.close().await.unwrap();
+
+        // Reopened under `never`: the active segment's file is a plain one.
+        let metrics = std::sync::Arc::new(crate::StorageMetrics::default());
+        let log = PartitionLog::open_recording(dir.path(), never, metrics.clone())
+            .await
+            .unwrap();
+        log.set_config(LogConfig::default());
+        let out = log.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
+        timeout(log.wait_durable(out.last_offset)).await.unwrap();
+        assert!(log.commit_count() >= 1);
+        assert_eq!(
+            metrics.fdatasync_latency.count(),
+            log.commit_count(),
+            "a plain file needs an fdatasync per commit"
+        );
+        log.close().await.unwrap();
+
+        // Reopened under the durable policy: the active segment is written durably, with no fdatasync.
+        let metrics = std::sync::Arc::new(crate::StorageMetrics::default());
+        let log = PartitionLog::open_recording(dir.path(), LogConfig::default(), metrics.clone())
+            .await
+            .unwrap();
+        let out = log.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
+        timeout(log.wait_durable(out.last_offset)).await.unwrap();
+        assert!(log.commit_count() >= 1);
+        assert_eq!(metrics.commit_latency.count(), log.commit_count());
+        assert_eq!(
+            metrics.fdatasync_latency.count(),
+            0,
+            "the write was the sync"
+        );
+        assert_eq!(log.high_watermark(), 3);
         log.close().await.unwrap();
     });
 }
@@ -633,9 +684,11 @@ fn shard_storage_single_flight_open_and_delete() {
         a.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
         timeout(a.wait_durable(0)).await.unwrap();
         // The partition's group commit records into the shard's metrics.
-        assert_eq!(metrics.write_latency.count(), a.fdatasync_count());
-        assert_eq!(metrics.fdatasync_latency.count(), a.fdatasync_count());
-        assert!(a.fdatasync_count() >= 1);
+        assert_eq!(metrics.write_latency.count(), a.commit_count());
+        assert_eq!(metrics.commit_latency.count(), a.commit_count());
+        // The default policy opens segments for durable writes: the write is the sync.
+        assert_eq!(metrics.fdatasync_latency.count(), 0);
+        assert!(a.commit_count() >= 1);
         let written = metrics
             .written_bytes_total
             .load(std::sync::atomic::Ordering::Relaxed);

@@ -126,10 +126,13 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {value}");
         }
     }
-    let storage_histograms: [(&str, StorageHistogram); 2] = [
+    let storage_histograms: [(&str, StorageHistogram); 3] = [
         ("pinlog_storage_write_latency_seconds", |s| &s.write_latency),
         ("pinlog_storage_fdatasync_latency_seconds", |s| {
             &s.fdatasync_latency
+        }),
+        ("pinlog_storage_commit_latency_seconds", |s| {
+            &s.commit_latency
         }),
     ];
     for (name, get) in storage_histograms {
@@ -178,6 +181,7 @@ mod tests {
         m.storage
             .fdatasync_latency
             .record(Duration::from_micros(300));
+        m.storage.commit_latency.record(Duration::from_millis(3));
         m.storage.written_bytes_total.fetch_add(4096, Relaxed);
         let text = render(&[m]);
         assert!(
@@ -196,6 +200,9 @@ mod tests {
             "pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"0\",le=\"0.000512\"} 1\n"
         ));
         assert!(text.contains("pinlog_storage_write_latency_seconds_count{shard=\"0\"} 0\n"));
+        assert!(text.contains(
+            "pinlog_storage_commit_latency_seconds_bucket{shard=\"0\",le=\"0.004096\"} 1\n"
+        ));
     }
 
     /// The text format wants one `# TYPE` per family, before all of its samples, which form one group.

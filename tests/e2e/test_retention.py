@@ -18,6 +18,7 @@ from clients import metric_sum
 from conftest import free_port
 
 EARLIEST = -2
+LATEST = -1
 SEGMENT_BYTES = 1 << 20
 DEADLINE_S = 30.0
 
@@ -57,13 +58,23 @@ def test_retention_by_bytes_recycles_and_frees_old_segments_and_keeps_the_rest_r
     kafka_wire.create_topic(node.bootstrap, topic, 1, configs={
         "segment.bytes": str(SEGMENT_BYTES), "retention.bytes": str(3 * SEGMENT_BYTES)})
     part = node.partition_dir(topic, 0)
-    # A segment's worth at a time. Once the partition is at its retention, wait for each roll's task to keep a
-    # file for the next roll, so the rolls recycle however slow this disk's fsyncs are against the producer.
+    # A segment's worth at a time. Once the partition is at its retention, wait after each chunk until retention
+    # has caught up (what is left fits in retention.bytes), so the roll's task has pooled the file it retired
+    # before the next roll asks for one, however slow this disk's fsyncs are against the producer. Waiting for a
+    # kept file instead would hang whenever a roll found retention with nothing to delete yet: the roll took the
+    # pooled file and nothing replaced it until more data came.
     chunk, chunks = 1_100, 12
+    retained_max = 3 * SEGMENT_BYTES // 1000  # records of 1000 B (plus their framing) in retention.bytes
+
+    def retained() -> int:
+        with node.wire() as c:
+            (_, start), (_, end) = c.list_offsets(topic, [0], EARLIEST)[0], c.list_offsets(topic, [0], LATEST)[0]
+        return end - start
+
     for i in range(chunks):
         produce(node.bootstrap, topic, chunk, 1000, first=i * chunk)
         if i >= 4:
-            wait_until(lambda: kept_files(part), f"a file kept for the next roll after chunk {i}")
+            wait_until(lambda: retained() <= retained_max, f"retention caught up after chunk {i}")
     count = chunk * chunks
 
     def freed() -> bool:
