@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::disk_floor::Files;
-use crate::result::{BenchResult, Second};
+use crate::result::{BenchResult, Second, GOAL_CATCHUP};
 use crate::stats::Live;
 
 /// One line, rewritten in place each second.
@@ -155,6 +155,7 @@ pub fn summary(r: &BenchResult) -> String {
         );
         if let (Some(disk), Some(disk_met)) = (g.disk_alone, g.disk_alone_met()) {
             let writing = match r.disk_floor.as_ref().map(|f| f.files) {
+                _ if g.name == GOAL_CATCHUP => "reading at fio's sequential read speed",
                 Some(Files::Prewritten) => {
                     "writing over written files as a log at its retention does"
                 }
@@ -222,8 +223,14 @@ mod tests {
         above.disk_alone = Some(4.0);
         let mut within = Goal::at_most("publish_p99_to_fdatasync_p99", 5.0, 3.0);
         within.disk_alone = Some(1.5);
-        r.goals = vec![above, within];
+        let mut catchup = Goal::at_least(GOAL_CATCHUP, 0.95, 2.0);
+        catchup.disk_alone = Some(1.29);
+        r.goals = vec![above, within, catchup];
         let text = summary(&r);
+        assert!(
+            text.contains("0.950 >= 2 -> NOT met (disk alone: 1.290, the disk alone, reading at fio's sequential read speed, misses it"),
+            "{text}"
+        );
         assert!(
             text.contains("disk alone at 512.0 MB/s") && text.contains("p99 1.20"),
             "{text}"

@@ -21,6 +21,8 @@ pub const GOAL_PRODUCE_TO_DISK_MIN: f64 = 0.7;
 pub const GOAL_P99_TO_FDATASYNC_MAX: f64 = 3.0;
 /// Goal: consumer catch-up MB/s over produce MB/s.
 pub const GOAL_CATCHUP_TO_PRODUCE_MIN: f64 = 2.0;
+/// Name of the catch-up goal; its `disk_alone` is fio's sequential read over the fill MB/s.
+pub const GOAL_CATCHUP: &str = "catchup_to_produce_ratio";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BenchResult {
@@ -128,8 +130,9 @@ pub struct Goal {
     pub op: String,
     pub target: f64,
     pub met: bool,
-    /// The same figure for the disk alone (the floor, fresh files), where measured: a goal the disk misses is above
-    /// pinlog's way of writing on this machine.
+    /// The same figure for the disk alone, where measured: for the latency goal the floor's p99 (`disk_floor`), for
+    /// the catch-up goal fio's sequential read of the data dir over the fill. A goal the disk misses is above this
+    /// machine for a broker that writes and reads the disk the way pinlog does.
     #[serde(default)]
     pub disk_alone: Option<f64>,
 }
