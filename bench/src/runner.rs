@@ -25,11 +25,11 @@ use crate::payload::now_micros;
 use crate::report;
 use crate::result::{
     BenchResult, Broker, Cpu, Goal, Second, Throughput, GOAL_CATCHUP, GOAL_CATCHUP_TO_PRODUCE_MIN,
-    GOAL_P99_TO_FDATASYNC_MAX, GOAL_PRODUCE_TO_DISK_MIN, SCHEMA_VERSION,
+    GOAL_P99_TO_FDATASYNC_MAX, GOAL_PRODUCE_RECORD_BYTES, GOAL_PRODUCE_TO_DISK_MIN, SCHEMA_VERSION,
 };
 use crate::server_metrics::{Buckets, ServerMetrics};
 use crate::stats::{Live, Recorder, WorkerReport};
-use crate::workload::{Acks, Workload};
+use crate::workload::{Acks, SizeSpec, Workload};
 
 /// How long consumers may take to find their start offsets.
 const CONSUMERS_READY_TIMEOUT_S: u64 = 60;
@@ -523,10 +523,15 @@ fn build_result(
     };
     let publish_latency_ms = publish.percentiles();
     let mut goals = Vec::new();
-    if let (Some(ratio), true, true) = (
+    let goal_records = w.records.size
+        == SizeSpec::Fixed {
+            bytes: GOAL_PRODUCE_RECORD_BYTES,
+        };
+    if let (Some(ratio), true, true, true) = (
         produce_to_disk_ratio,
         rate == 0,
         w.producer.acks == Acks::All,
+        goal_records,
     ) {
         goals.push(Goal::at_least(
             "produce_to_disk_ratio",
@@ -658,5 +663,92 @@ rate_records_s = 5000
         assert_eq!(s.produce_mb_s, 1.0);
         assert_eq!(s.consume_mb_s, 0.5);
         assert_eq!(s.server_cores, None);
+    }
+
+    fn options(bytes: usize) -> RunOptions {
+        let mut w = workload(None);
+        w.producer.rate_records_s = 0;
+        w.records.size = SizeSpec::Fixed { bytes };
+        RunOptions {
+            workload: w,
+            bootstrap: "127.0.0.1:9092".into(),
+            driver: DriverKind::Native,
+            broker_name: "pinlog".into(),
+            server_pid: None,
+            server_metrics: None,
+            limits: Limits {
+                fio_seq_write_mb_s: Some(1000.0),
+                fio_seq_read_mb_s: Some(1300.0),
+                ..Limits::default()
+            },
+            reference: None,
+            disk_floor: None,
+            progress: false,
+        }
+    }
+
+    fn measured(produce_mb_s: f64, consume_mb_s: f64) -> Measured {
+        let mb_s = |mb_s| Throughput {
+            mb_s,
+            ..Throughput::default()
+        };
+        Measured {
+            seconds: 10.0,
+            produce: mb_s(produce_mb_s),
+            consume: mb_s(consume_mb_s),
+            cpu: Cpu::default(),
+            series: Vec::new(),
+            reports: Vec::new(),
+        }
+    }
+
+    fn goals(r: &BenchResult) -> Vec<(String, f64, Option<f64>)> {
+        r.goals
+            .iter()
+            .map(|g| (g.name.clone(), g.value, g.disk_alone))
+            .collect()
+    }
+
+    #[test]
+    fn the_produce_goal_is_for_1_kib_records_and_the_catchup_goal_knows_the_disk_read() {
+        let at_max = |bytes| {
+            let r = build_result(
+                &options(bytes),
+                0,
+                "t".into(),
+                0,
+                None,
+                measured(800.0, 0.0),
+                Vec::new(),
+            );
+            (goals(&r), r.produce_to_disk_ratio)
+        };
+        assert_eq!(
+            at_max(1024),
+            (
+                vec![("produce_to_disk_ratio".to_string(), 0.8, None)],
+                Some(0.8)
+            )
+        );
+        assert_eq!(
+            at_max(100),
+            (vec![], Some(0.8)),
+            "100 B records: the ratio, not the goal"
+        );
+
+        let fill = Throughput {
+            mb_s: 1000.0,
+            ..Throughput::default()
+        };
+        let r = build_result(
+            &options(1024),
+            0,
+            "t".into(),
+            0,
+            Some(fill),
+            measured(0.0, 1200.0),
+            Vec::new(),
+        );
+        assert_eq!(goals(&r), vec![(GOAL_CATCHUP.to_string(), 1.2, Some(1.3))]);
     }
 }
