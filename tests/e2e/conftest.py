@@ -216,7 +216,14 @@ def pinlog_factory(request):
         shutil.rmtree(base, ignore_errors=True)
     if problems:
         tails = "\n".join(f"--- {s.name} log tail ({s.log_path}):\n{log_tail(s.log_path)}" for s in servers)
-        pytest.fail("; ".join(problems) + "\n" + tails)
+    if problems or failed:
+        # Moved aside, so the next run of the same test (a stress loop) does not remove the evidence.
+        kept = E2E_ROOT / "failed" / f"{base.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        base.rename(kept)
+        sys.stderr.write(f"e2e: data dirs and logs of the failed test kept in {kept}\n")
+    if problems:
+        pytest.fail("; ".join(problems) + f" (data dirs and logs kept in {kept})\n" + tails)
 
 
 @pytest.fixture
