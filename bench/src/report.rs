@@ -154,19 +154,20 @@ pub fn summary(r: &BenchResult) -> String {
             if g.met { "met" } else { "NOT met" }
         );
         if let (Some(disk), Some(disk_met)) = (g.disk_alone, g.disk_alone_met()) {
-            let writing = match r.disk_floor.as_ref().map(|f| f.files) {
-                _ if g.name == GOAL_CATCHUP => "reading at fio's sequential read speed",
-                Some(Files::Prewritten) => {
-                    "writing over written files as a log at its retention does"
-                }
-                _ => "appending to fresh files as a new log does",
+            // How the disk alone was measured: fio's read for the catch-up goal, the floor's files otherwise.
+            let how = if g.name == GOAL_CATCHUP {
+                "reading at fio's sequential read speed"
+            } else if r.disk_floor.as_ref().map(|f| f.files) == Some(Files::Prewritten) {
+                "writing over written files as a log at its retention does"
+            } else {
+                "appending to fresh files as a new log does"
             };
             if disk_met {
                 let _ = write!(out, " (disk alone: {disk:.3}, within this disk's reach)");
             } else {
                 let _ = write!(
                     out,
-                    " (disk alone: {disk:.3}, the disk alone, {writing}, misses it in this run)"
+                    " (disk alone: {disk:.3}, the disk alone, {how}, misses it in this run)"
                 );
             }
         }
