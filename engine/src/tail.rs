@@ -3,7 +3,10 @@
 //! and the group commit copies dirty bytes from here into its DMA buffer.
 //!
 //! Each produce request is copied once into one buffer (`chunk`); its batches are slices of it.
-//! A read whose batches all come from one chunk is answered with a zero-copy slice.
+//! A read is answered with a zero-copy slice of one chunk unless that chunk holds less than
+//! [`ZERO_COPY_RUN_MIN`] bytes of the answer. Copying a large read out of many chunks into a
+//! new buffer made a catch-up from a large tail slower than reading the disk (bench/README,
+//! "serving the catch-up from memory").
 
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -25,7 +28,17 @@ impl TailEntry {
     pub fn bytes(&self) -> &[u8] {
         &self.chunk[self.start..self.start + self.len]
     }
+
+    /// Whether `next` starts in the same buffer right where this entry ends.
+    fn continued_by(&self, next: &TailEntry) -> bool {
+        self.chunk.as_ptr() == next.chunk.as_ptr() && self.start + self.len == next.start
+    }
 }
+
+/// Bytes of one chunk that a read returns by reference even when the next chunk would continue
+/// the answer: the client's next fetch costs less than copying (a fetch of a partition is up to
+/// 1 MiB, and the producers' batches of one request are usually 16 KiB to 1 MiB).
+pub const ZERO_COPY_RUN_MIN: usize = 64 << 10;
 
 #[derive(Default)]
 pub struct Tail {
@@ -87,6 +100,10 @@ impl Tail {
     /// Whole batches from the one containing `offset`, stopping before `end_offset` and at
     /// `max_bytes` (the first batch always whole). `None` if the tail does not reach back to
     /// `offset`.
+    ///
+    /// The answer is a slice of one produce request's buffer whenever that buffer holds the whole
+    /// answer or at least [`ZERO_COPY_RUN_MIN`] bytes of it; in the second case the read is short
+    /// and the client fetches the rest next. Only a run of small requests is copied.
     pub fn read(&self, offset: i64, end_offset: i64, max_bytes: usize) -> Option<Bytes> {
         if self.first_offset()? > offset {
             return None;
@@ -94,15 +111,14 @@ impl Tail {
         let first = self.find(offset);
         let mut last = first;
         let mut total = 0usize;
-        let mut single_chunk = true;
+        // Bytes of the answer that lie back to back in the first entry's chunk.
+        let mut run = 0usize;
         for e in self.entries.range(first..) {
             if e.base_offset >= end_offset || (total > 0 && total + e.len > max_bytes) {
                 break;
             }
-            if last > first {
-                let prev = &self.entries[last - 1];
-                single_chunk &=
-                    prev.chunk.as_ptr() == e.chunk.as_ptr() && prev.start + prev.len == e.start;
+            if run == total && (last == first || self.entries[last - 1].continued_by(e)) {
+                run += e.len;
             }
             total += e.len;
             last += 1;
@@ -111,8 +127,8 @@ impl Tail {
             return Some(Bytes::new());
         }
         let head = &self.entries[first];
-        if single_chunk {
-            return Some(head.chunk.slice(head.start..head.start + total));
+        if run == total || run >= ZERO_COPY_RUN_MIN {
+            return Some(head.chunk.slice(head.start..head.start + run));
         }
         let mut out = BytesMut::with_capacity(total);
         for e in self.entries.range(first..last) {
@@ -163,5 +179,38 @@ mod tests {
         t.evict(0, 1);
         assert_eq!(t.first_offset(), Some(1));
         assert!(t.read(0, 3, 100).is_none());
+    }
+
+    #[test]
+    fn a_large_run_in_one_request_is_answered_by_reference_and_short() {
+        let run = ZERO_COPY_RUN_MIN;
+        let a = Bytes::from(vec![1u8; run]);
+        let b = Bytes::from(vec![2u8; 100]);
+        let c = Bytes::from(vec![3u8; 100]);
+        let mut t = Tail::default();
+        t.push(entry(&b, 0, 0, 100));
+        t.push(entry(&a, 1, 0, run / 2));
+        t.push(entry(&a, 2, run / 2, run / 2));
+        t.push(entry(&c, 3, 0, 100));
+        let from_large = t.read(1, 4, 1 << 20).unwrap();
+        assert_eq!(
+            from_large.len(),
+            run,
+            "short read: the next chunk is left to the next fetch"
+        );
+        assert_eq!(from_large.as_ptr(), a.as_ptr(), "not copied");
+        let from_small = t.read(0, 4, 1 << 20).unwrap();
+        assert_eq!(
+            from_small.len(),
+            100 + run + 100,
+            "a small first run is copied with the rest"
+        );
+        assert_eq!(&from_small[..100], &b[..]);
+        assert_eq!(&from_small[100..100 + run], &a[..]);
+        assert_eq!(&from_small[100 + run..], &c[..]);
+        assert!(
+            t.read(4, 4, 100).unwrap().is_empty(),
+            "nothing at the end offset"
+        );
     }
 }
