@@ -153,6 +153,9 @@ pub fn summary(r: &BenchResult) -> String {
             g.target,
             if g.met { "met" } else { "NOT met" }
         );
+        if let Some(basis) = &g.basis {
+            let _ = write!(out, " (against {basis})");
+        }
         if let (Some(disk), Some(disk_met)) = (g.disk_alone, g.disk_alone_met()) {
             // How the disk alone was measured: fio's read for the catch-up goal, the floor's files otherwise.
             let how = if g.name == GOAL_CATCHUP {
@@ -226,10 +229,11 @@ mod tests {
         within.disk_alone = Some(1.5);
         let mut catchup = Goal::at_least(GOAL_CATCHUP, 0.95, 2.0);
         catchup.disk_alone = Some(1.29);
+        catchup.basis = Some("this run's fill, 1000 MB/s".into());
         r.goals = vec![above, within, catchup];
         let text = summary(&r);
         assert!(
-            text.contains("0.950 >= 2 -> NOT met (disk alone: 1.290, the disk alone, reading at fio's sequential read speed, misses it"),
+            text.contains("0.950 >= 2 -> NOT met (against this run's fill, 1000 MB/s) (disk alone: 1.290, the disk alone, reading at fio's sequential read speed, misses it"),
             "{text}"
         );
         assert!(

@@ -137,6 +137,10 @@ pub struct Goal {
     /// machine for a broker that writes and reads the disk the way pinlog does.
     #[serde(default)]
     pub disk_alone: Option<f64>,
+    /// What the value is measured against, where a goal has a choice (the catch-up goal: this run's fill or the
+    /// reference's max produce, whichever is higher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
 }
 
 impl Goal {
@@ -148,6 +152,7 @@ impl Goal {
             target,
             met: value >= target,
             disk_alone: None,
+            basis: None,
         }
     }
 
@@ -171,6 +176,7 @@ impl Goal {
             target,
             met: value <= target,
             disk_alone: None,
+            basis: None,
         }
     }
 }
