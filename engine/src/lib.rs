@@ -14,6 +14,7 @@ pub mod bench_support;
 mod compaction;
 mod compression;
 mod config;
+mod doomed;
 mod error;
 mod group_commit;
 mod index;

@@ -76,7 +76,9 @@ async fn free(r: Retired, hurry: &dyn Fn() -> bool) -> io::Result<()> {
         (None, None) => None,
     };
     let shrunk = match &file {
-        Some(file) if Rc::strong_count(file) == 1 => shrink(file, r.bytes, hurry).await,
+        Some(file) if Rc::strong_count(file) == 1 => {
+            shrink(file, r.bytes, SHRINK_PAUSE, hurry).await
+        }
         _ => Ok(()),
     };
     // Unlinked even if a step failed: the rest of the blocks go at once, but the file does not linger.
@@ -90,11 +92,17 @@ async fn free(r: Retired, hurry: &dyn Fn() -> bool) -> io::Result<()> {
     shrunk
 }
 
-async fn shrink(file: &DmaFile, mut size: u64, hurry: &dyn Fn() -> bool) -> io::Result<()> {
+/// Truncates `file` from `size` down to nothing, a step at a time with `pause` after each, until `hurry()`.
+pub(crate) async fn shrink(
+    file: &DmaFile,
+    mut size: u64,
+    pause: Duration,
+    hurry: &dyn Fn() -> bool,
+) -> io::Result<()> {
     while size > 0 && !hurry() {
         size = size.saturating_sub(SHRINK_STEP_BYTES);
         file.truncate(size).await?;
-        glommio::timer::sleep(SHRINK_PAUSE).await;
+        glommio::timer::sleep(pause).await;
     }
     Ok(())
 }
@@ -195,10 +203,10 @@ mod tests {
             let file = open_rw(&path).await.unwrap();
             let bytes = 2 * SHRINK_STEP_BYTES + 4096;
             file.truncate(bytes).await.unwrap();
-            shrink(&file, bytes, &|| true).await.unwrap();
+            shrink(&file, bytes, SHRINK_PAUSE, &|| true).await.unwrap();
             assert_eq!(file.file_size().await.unwrap(), bytes, "hurry: no steps");
             let started = std::time::Instant::now();
-            shrink(&file, bytes, &|| false).await.unwrap();
+            shrink(&file, bytes, SHRINK_PAUSE, &|| false).await.unwrap();
             assert_eq!(file.file_size().await.unwrap(), 0);
             assert!(
                 started.elapsed() >= 3 * SHRINK_PAUSE,

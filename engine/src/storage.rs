@@ -10,6 +10,7 @@
 //! on glommio's blocking threads when the executor exits has nobody to answer to (glommio panics on that).
 
 use crate::config::LogConfig;
+use crate::doomed::DoomedDirs;
 use crate::error::EngineError;
 use crate::log::PartitionLog;
 use crate::metrics::StorageMetrics;
@@ -35,12 +36,15 @@ pub struct ShardStorage {
     partitions: RefCell<HashMap<String, HashMap<i32, Slot>>>,
     /// Set by `close_all`: opens are refused from then on.
     closing: Cell<bool>,
+    /// Deleted partitions' directories, freed in the background (`doomed.rs`).
+    doomed: Rc<DoomedDirs>,
 }
 
 /// Suffix of a partition directory whose delete was started (see [`ShardStorage::delete_partition`]).
 const DELETING_SUFFIX: &str = "-delete";
 
-/// Removes the partition directories whose delete a crash interrupted (`<topic>-<p>.<nanos>-delete`), and returns
+/// Removes the partition directories whose delete a crash or a stop interrupted (`<topic>-<p>.<nanos>-delete`; a
+/// stopping shard leaves what `doomed.rs` has not freed yet), and returns
 /// how many it removed. Run once at start-up, before any shard opens the data dir: shards share the directory, so
 /// no single shard may sweep it while the others run.
 pub fn remove_interrupted_deletes(data_dir: &Path) -> Result<usize, EngineError> {
@@ -72,6 +76,7 @@ impl ShardStorage {
             metrics,
             partitions: RefCell::new(HashMap::new()),
             closing: Cell::new(false),
+            doomed: Rc::default(),
         }
     }
 
@@ -152,8 +157,8 @@ impl ShardStorage {
         result.map_err(|e| e.duplicate())
     }
 
-    /// Close and delete the partition's directory (renamed to `<dir>.<nanos>-delete` first, so
-    /// a crash mid-way never leaves a half-deleted partition that looks live).
+    /// Close and delete the partition's directory: renamed to `<dir>.<nanos>-delete` at once, so a crash mid-way
+    /// never leaves a half-deleted partition that looks live, and freed in the background (`doomed.rs`).
     pub async fn delete_partition(&self, topic: &str, partition: i32) -> Result<(), EngineError> {
         let dir = self.partition_dir(topic, partition);
         let log = match self.remove_slot(topic, partition) {
@@ -178,12 +183,8 @@ impl ShardStorage {
         glommio::io::rename(&dir, &doomed)
             .await
             .map_err(|e| EngineError::io("renaming partition dir for delete", &dir, e.into()))?;
-        let target = doomed.clone();
-        glommio::executor()
-            .spawn_blocking(move || std::fs::remove_dir_all(target))
-            .await
-            .map_err(|e| EngineError::io("removing partition dir", &doomed, e))?;
-        tracing::info!(topic, partition, "partition deleted");
+        tracing::info!(topic, partition, doomed = %doomed.display(), "partition deleted; its files are freed in the background");
+        self.doomed.free_later(doomed);
         Ok(())
     }
 
@@ -204,6 +205,7 @@ impl ShardStorage {
     /// logs closed too. Failures are logged (data acknowledged under the Durable policy is already safe).
     pub async fn close_all(&self) {
         self.closing.set(true);
+        self.doomed.stop();
         let slots: Vec<Slot> = self
             .partitions
             .borrow_mut()
