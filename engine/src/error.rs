@@ -29,9 +29,12 @@ pub enum AppendError {
     /// An idempotent batch does not continue its producer's sequence.
     #[error("out of order sequence: expected {expected}, got {got}")]
     OutOfOrderSequence { expected: i32, got: i32 },
-    /// The partition cannot write (earlier I/O failure, or closed).
+    /// The partition cannot write after an earlier I/O failure.
     #[error("partition storage failure: {0}")]
     Storage(#[source] io::Error),
+    /// The partition's log is closed: its shard is stopping, or the partition was deleted.
+    #[error("partition log is closed (its shard is stopping or the partition was deleted)")]
+    Closed,
 }
 
 impl AppendError {
@@ -45,6 +48,8 @@ impl AppendError {
             AppendError::InvalidProducerEpoch { .. } => 47,
             AppendError::OutOfOrderSequence { .. } => 45,
             AppendError::Storage(_) => 56,
+            // NOT_LEADER_OR_FOLLOWER: the client refreshes its metadata and retries where the partition is now.
+            AppendError::Closed => 6,
         }
     }
 }

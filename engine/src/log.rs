@@ -274,9 +274,7 @@ impl PartitionLog {
                 return Err(AppendError::Storage(copy_io_error(e)));
             }
             if inner.closed {
-                return Err(AppendError::Storage(io::Error::other(
-                    "partition log is closed",
-                )));
+                return Err(AppendError::Closed);
             }
         }
         if records.is_empty() {

@@ -74,6 +74,8 @@ pub struct StorageMetrics {
     pub written_bytes_total: AtomicU64,
     /// New segments written over a deleted segment's file instead of a new one (`recycle.rs`).
     pub segments_recycled_total: AtomicU64,
+    /// Deleted partitions whose files are not freed yet (`doomed.rs`): their space is still taken.
+    pub deleted_partitions_pending: AtomicU64,
 }
 
 #[cfg(test)]

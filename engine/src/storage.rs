@@ -73,10 +73,10 @@ impl ShardStorage {
     pub fn new(data_dir: PathBuf, metrics: Arc<StorageMetrics>) -> ShardStorage {
         ShardStorage {
             data_dir,
+            doomed: Rc::new(DoomedDirs::new(metrics.clone())),
             metrics,
             partitions: RefCell::new(HashMap::new()),
             closing: Cell::new(false),
-            doomed: Rc::default(),
         }
     }
 

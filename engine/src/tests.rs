@@ -105,9 +105,15 @@ fn append_read_roundtrip_across_rolls_and_reopen() {
         );
         let leo = log.log_end_offset();
         log.close().await.unwrap();
+        let refused = log.append_slice(&build_batch(1, 10, 5), 0, 0);
         assert!(
-            log.append_slice(&build_batch(1, 10, 5), 0, 0).is_err(),
-            "closed log refuses appends"
+            matches!(refused, Err(crate::AppendError::Closed)),
+            "closed log refuses appends: {refused:?}"
+        );
+        assert_eq!(
+            crate::AppendError::Closed.kafka_code(),
+            6,
+            "NOT_LEADER_OR_FOLLOWER"
         );
 
         let log = PartitionLog::open(dir.path(), small_config())

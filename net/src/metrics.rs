@@ -55,8 +55,8 @@ type Field = fn(&ShardMetrics) -> &AtomicU64;
 
 /// Picks one latency histogram out of a shard's storage metrics.
 type StorageHistogram = fn(&StorageMetrics) -> &LatencyHistogram;
-/// Picks one of a shard's storage counters.
-type StorageCounter = fn(&StorageMetrics) -> &AtomicU64;
+/// Picks one of a shard's storage counters or gauges.
+type StorageValue = fn(&StorageMetrics) -> &AtomicU64;
 
 /// Renders every shard's metrics in the Prometheus text exposition format.
 pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
@@ -111,16 +111,19 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             );
         }
     }
-    let storage_counters: [(&str, StorageCounter); 2] = [
-        ("pinlog_storage_written_bytes_total", |s| {
+    let storage_values: [(&str, &str, StorageValue); 3] = [
+        ("pinlog_storage_written_bytes_total", "counter", |s| {
             &s.written_bytes_total
         }),
-        ("pinlog_storage_segments_recycled_total", |s| {
+        ("pinlog_storage_segments_recycled_total", "counter", |s| {
             &s.segments_recycled_total
         }),
+        ("pinlog_storage_deleted_partitions_pending", "gauge", |s| {
+            &s.deleted_partitions_pending
+        }),
     ];
-    for (name, get) in storage_counters {
-        let _ = writeln!(out, "# TYPE {name} counter");
+    for (name, kind, get) in storage_values {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
         for (shard, m) in shards.iter().enumerate() {
             let value = get(&m.storage).load(Relaxed);
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {value}");
@@ -193,6 +196,9 @@ mod tests {
         ));
         assert!(text.contains("pinlog_storage_written_bytes_total{shard=\"0\"} 4096\n"));
         assert!(text.contains("pinlog_storage_segments_recycled_total{shard=\"0\"} 0\n"));
+        assert!(text.contains(
+            "# TYPE pinlog_storage_deleted_partitions_pending gauge\npinlog_storage_deleted_partitions_pending{shard=\"0\"} 0\n"
+        ));
         assert!(text.contains(
             "pinlog_storage_fdatasync_latency_seconds_bucket{shard=\"0\",le=\"0.000256\"} 0\n"
         ));

@@ -244,10 +244,8 @@ impl Coordinator {
             group: group_id.to_owned(),
             value,
         };
-        store::append(&log, epoch, &[record]).map_err(|err| {
-            tracing::error!(group = group_id, %err, "cannot store group metadata");
-            COORDINATOR_NOT_AVAILABLE
-        })
+        store::append(&log, epoch, &[record])
+            .map_err(|err| store::refused(group_id, "group metadata", &err))
     }
 
     /// Keeps exactly one timer per group that has a deadline, firing at the earliest one.
@@ -573,10 +571,7 @@ impl Coordinator {
                     groups.remove(group_id);
                     (log, offset)
                 }
-                Err(err) => {
-                    tracing::error!(group = group_id, %err, "cannot delete group");
-                    return COORDINATOR_NOT_AVAILABLE;
-                }
+                Err(err) => return store::refused(group_id, "the group's deletion", &err),
             }
         };
         self.rearm(group_id);

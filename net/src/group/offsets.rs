@@ -128,10 +128,7 @@ impl Coordinator {
                         }
                         Some(Ok(offset))
                     }
-                    Err(err) => {
-                        tracing::error!(group = %group_id, %err, "cannot store offsets");
-                        Some(Err(COORDINATOR_NOT_AVAILABLE))
-                    }
+                    Err(err) => Some(Err(store::refused(&group_id, "offsets", &err))),
                 }
             }
         };
@@ -265,10 +262,7 @@ impl Coordinator {
             } else {
                 store::append(&log, epoch, &records)
                     .map(Some)
-                    .map_err(|err| {
-                        tracing::error!(group = %group_id, %err, "cannot delete offsets");
-                        COORDINATOR_NOT_AVAILABLE
-                    })
+                    .map_err(|err| store::refused(&group_id, "offset deletions", &err))
             };
             (topics, written)
         };

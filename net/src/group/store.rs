@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use pinlog_engine::PartitionLog;
 
-use super::codes::COORDINATOR_NOT_AVAILABLE;
+use super::codes::{COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR};
 use super::records::{decode_batches, encode_batch, GroupRecord, RecordError};
 use super::state::Group;
 use crate::codes::{NONE, REQUEST_TIMED_OUT};
@@ -26,6 +26,21 @@ pub enum StoreError {
     Encode(#[from] RecordError),
     #[error("cannot read __consumer_offsets at offset {offset}: {reason}")]
     Read { offset: i64, reason: String },
+}
+
+/// The Kafka code for group records that could not be appended (`what` was being stored), logged. A coordinator
+/// whose partition log is closed is stopping (or its partition moved): that is NOT_COORDINATOR, so the client looks
+/// the coordinator up again, and it is logged at info. Any other failure is an error.
+pub fn refused(group: &str, what: &str, err: &StoreError) -> i16 {
+    if matches!(err, StoreError::Append(pinlog_engine::AppendError::Closed)) {
+        tracing::info!(
+            group,
+            "{what} not stored: the coordinator's partition is closed"
+        );
+        return NOT_COORDINATOR;
+    }
+    tracing::error!(group, %err, "cannot store {what}");
+    COORDINATOR_NOT_AVAILABLE
 }
 
 /// Appends `records` as one batch; returns the last offset to wait on. No await: the caller can change its
@@ -139,5 +154,24 @@ fn apply(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pinlog_engine::AppendError;
+
+    #[test]
+    fn a_closed_partition_is_not_coordinator_and_any_other_failure_is_unavailable() {
+        assert_eq!(
+            refused("g", "offsets", &StoreError::Append(AppendError::Closed)),
+            NOT_COORDINATOR
+        );
+        let failed = AppendError::Storage(std::io::Error::other("disk gone"));
+        assert_eq!(
+            refused("g", "offsets", &StoreError::Append(failed)),
+            COORDINATOR_NOT_AVAILABLE
+        );
     }
 }
