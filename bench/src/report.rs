@@ -174,6 +174,17 @@ pub fn summary(r: &BenchResult) -> String {
                 );
             }
         }
+        if let (Some(network), Some(met)) = (g.network_alone, g.network_alone_met()) {
+            let verdict = if met {
+                "within its reach"
+            } else {
+                "misses it in this run"
+            };
+            let _ = write!(
+                out,
+                " (network alone: {network:.3}, one loopback TCP stream at iperf3's speed, {verdict})"
+            );
+        }
         let _ = writeln!(out);
     }
     for e in &r.errors {
@@ -230,10 +241,15 @@ mod tests {
         let mut catchup = Goal::at_least(GOAL_CATCHUP, 0.95, 2.0);
         catchup.disk_alone = Some(1.29);
         catchup.basis = Some("this run's fill, 1000 MB/s".into());
+        catchup.network_alone = Some(1.9);
         r.goals = vec![above, within, catchup];
         let text = summary(&r);
         assert!(
             text.contains("0.950 >= 2 -> NOT met (against this run's fill, 1000 MB/s) (disk alone: 1.290, the disk alone, reading at fio's sequential read speed, misses it"),
+            "{text}"
+        );
+        assert!(
+            text.contains("misses it in this run) (network alone: 1.900, one loopback TCP stream at iperf3's speed, misses it in this run)\n"),
             "{text}"
         );
         assert!(

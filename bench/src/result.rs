@@ -23,7 +23,8 @@ pub const GOAL_PRODUCE_RECORD_BYTES: usize = 1024;
 pub const GOAL_P99_TO_FDATASYNC_MAX: f64 = 3.0;
 /// Goal: consumer catch-up MB/s over produce MB/s.
 pub const GOAL_CATCHUP_TO_PRODUCE_MIN: f64 = 2.0;
-/// Name of the catch-up goal; its `disk_alone` is fio's sequential read over the fill MB/s.
+/// Name of the catch-up goal; its `disk_alone` is fio's sequential read over the produce figure, its
+/// `network_alone` one loopback stream's MB/s over it.
 pub const GOAL_CATCHUP: &str = "catchup_to_produce_ratio";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -137,6 +138,10 @@ pub struct Goal {
     /// machine for a broker that writes and reads the disk the way pinlog does.
     #[serde(default)]
     pub disk_alone: Option<f64>,
+    /// The same figure for one loopback TCP stream at iperf3's speed (`limits.iperf3_loopback_gbit_s`), where it
+    /// bounds the goal: a catch-up served from memory still crosses one connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_alone: Option<f64>,
     /// What the value is measured against, where a goal has a choice (the catch-up goal: this run's fill or the
     /// reference's max produce, whichever is higher).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,20 +157,27 @@ impl Goal {
             target,
             met: value >= target,
             disk_alone: None,
+            network_alone: None,
             basis: None,
         }
     }
 
     /// Whether the disk alone meets the goal (`None` where the floor was not measured).
     pub fn disk_alone_met(&self) -> Option<bool> {
-        let at_most = self.op == "<=";
-        self.disk_alone.map(|d| {
-            if at_most {
-                d <= self.target
-            } else {
-                d >= self.target
-            }
-        })
+        self.disk_alone.map(|d| self.reached_by(d))
+    }
+
+    /// Whether one loopback stream alone meets the goal (`None` where it does not bound the goal).
+    pub fn network_alone_met(&self) -> Option<bool> {
+        self.network_alone.map(|n| self.reached_by(n))
+    }
+
+    fn reached_by(&self, value: f64) -> bool {
+        if self.op == "<=" {
+            value <= self.target
+        } else {
+            value >= self.target
+        }
     }
 
     pub fn at_most(name: &str, value: f64, target: f64) -> Goal {
@@ -176,6 +188,7 @@ impl Goal {
             target,
             met: value <= target,
             disk_alone: None,
+            network_alone: None,
             basis: None,
         }
     }

@@ -584,6 +584,12 @@ fn build_result(
             .fio_seq_read_mb_s
             .filter(|r| *r > 0.0)
             .map(|r| r / produce_mb_s);
+        // From memory the bound is the connection: 1 Gbit/s is 125 MB/s.
+        goal.network_alone = opts
+            .limits
+            .iperf3_loopback_gbit_s
+            .filter(|g| *g > 0.0)
+            .map(|g| g * 125.0 / produce_mb_s);
         goals.push(goal);
     }
     BenchResult {
@@ -695,6 +701,7 @@ rate_records_s = 5000
             limits: Limits {
                 fio_seq_write_mb_s: Some(1000.0),
                 fio_seq_read_mb_s: Some(1300.0),
+                iperf3_loopback_gbit_s: Some(20.0),
                 ..Limits::default()
             },
             reference: None,
@@ -786,6 +793,11 @@ rate_records_s = 5000
         assert_eq!(
             r.goals[0].basis.as_deref(),
             Some("this run's fill, 1000 MB/s")
+        );
+        assert_eq!(
+            r.goals[0].network_alone,
+            Some(2.5),
+            "20 Gbit/s of loopback is 2500 MB/s"
         );
 
         let mut with_reference = options(1024);
