@@ -24,6 +24,12 @@ start_broker() {
     local data_dir="$1" port="$2" log="$3" peer="${4:-}"
     mkdir -p "$data_dir"
     check_disk "$data_dir"
+    # A fixed port (a peer that cannot be told one) may still be held by something else; its answer would pass for
+    # this broker's.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "bench: port $port already accepts connections before the broker starts" >&2
+        exit 1
+    fi
     if [ -n "$peer" ]; then
         local cmd="${peer//\{data_dir\}/$data_dir}"
         cmd="${cmd//\{port\}/$port}"
