@@ -35,6 +35,8 @@ pub struct RdkafkaDriver;
 struct DeliveryContext {
     live: Arc<Live>,
     report: Mutex<WorkerReport>,
+    /// Whether the broker answers (acks != 0): then a delivery without an offset was not stored (`native::producer`).
+    acknowledged: bool,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -47,6 +49,15 @@ impl ProducerContext for DeliveryContext {
         // Only the polling thread calls this, so the lock is never contended.
         let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
         match result {
+            Ok(message) if self.acknowledged && message.offset() < 0 => {
+                self.live.produce_errors.fetch_add(1, Relaxed);
+                report.note_error(|| {
+                    format!(
+                        "delivered with no offset ({}): not stored",
+                        message.offset()
+                    )
+                });
+            }
             Ok(message) => {
                 let value = message.payload().unwrap_or_default();
                 let key = message.key().map_or(0, <[u8]>::len);
@@ -134,6 +145,7 @@ impl Driver for RdkafkaDriver {
         let context = DeliveryContext {
             live: live.clone(),
             report: Mutex::new(WorkerReport::default()),
+            acknowledged: job.workload.producer.acks != Acks::None,
         };
         let producer: BaseProducer<DeliveryContext> = producer_config(job.bootstrap, job.workload)
             .create_with_context(context)

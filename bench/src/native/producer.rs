@@ -226,25 +226,77 @@ fn read_acks(
         let answer: ProduceResponse =
             reader.recv(ApiKey::Produce, version, entry.correlation_id)?;
         let done = now_micros();
-        let error = answer
-            .responses
-            .iter()
-            .flat_map(|t| &t.partition_responses)
-            .map(|p| p.error_code)
-            .find(|&code| code != 0);
-        match error {
+        match refusal(&answer) {
             None => {
                 live.add_produced(entry.records, entry.bytes);
                 for &stamp in &entry.stamps {
                     report.publish.record(live, stamp, done);
                 }
             }
-            Some(code) => {
+            Some(why) => {
                 live.produce_errors
                     .fetch_add(entry.records, std::sync::atomic::Ordering::Relaxed);
-                report.note_error(|| format!("Produce answered with error code {code}"));
+                report.note_error(|| why);
             }
         }
     }
     Ok(report)
+}
+
+/// Why the answer to a one-partition Produce request does not acknowledge its batch, if it does not. Kafka answers a
+/// stored batch with error code 0 and the offset it was given; a broker that answers 0 with no offset (-1), or leaves
+/// the partition out, has not stored it, and counting it as produced would credit that broker with data it dropped.
+fn refusal(answer: &ProduceResponse) -> Option<String> {
+    let mut partitions = answer.responses.iter().flat_map(|t| &t.partition_responses);
+    let Some(p) = partitions.next() else {
+        return Some("Produce answered without the partition".to_string());
+    };
+    if p.error_code != 0 {
+        return Some(format!("Produce answered with error code {}", p.error_code));
+    }
+    if p.base_offset < 0 {
+        return Some(format!(
+            "Produce answered error code 0 with no offset (base_offset {}): not stored",
+            p.base_offset
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::ProduceResponse;
+
+    fn answer(partitions: Vec<PartitionProduceResponse>) -> ProduceResponse {
+        ProduceResponse::default().with_responses(vec![
+            TopicProduceResponse::default().with_partition_responses(partitions)
+        ])
+    }
+
+    #[test]
+    fn only_an_answer_with_an_offset_acknowledges_a_batch() {
+        let stored = PartitionProduceResponse::default().with_base_offset(42);
+        assert_eq!(refusal(&answer(vec![stored])), None);
+
+        let refused = PartitionProduceResponse::default()
+            .with_error_code(6)
+            .with_base_offset(-1);
+        assert!(refusal(&answer(vec![refused]))
+            .unwrap()
+            .contains("error code 6"));
+
+        // Error code 0 with no offset: the broker did not store the batch (Chronik under memory pressure).
+        let dropped = PartitionProduceResponse::default().with_base_offset(-1);
+        assert!(refusal(&answer(vec![dropped]))
+            .unwrap()
+            .contains("not stored"));
+
+        assert!(refusal(&answer(vec![]))
+            .unwrap()
+            .contains("without the partition"));
+    }
 }
