@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
         --broker-name) broker_name="$2"; shift 2 ;;
         --peer) peer="$2"; shift 2 ;;
         --peer-port) peer_port="$2"; shift 2 ;;
-        --vs) vs_cmds+=("$2"); vs_names+=(peer); vs_ports+=(""); shift 2 ;;
+        --vs) vs_cmds+=("$2"); vs_names+=("peer${#vs_cmds[@]}"); vs_ports+=(""); shift 2 ;;
         --vs-name|--vs-port)
             last=$((${#vs_cmds[@]} - 1))
             [ "$last" -ge 0 ] || { echo "bench: $1 belongs after a --vs" >&2; exit 2; }
