@@ -138,7 +138,8 @@ fn serve(config: Config) -> ExitCode {
         };
         let executor = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
             .name(&format!("shard-{shard_id}"))
-            .io_memory(0)
+            // The group commit's buffers and disk reads come from this arena (huge pages: third_party/glommio/PINLOG.md).
+            .io_memory(config.shard_io_memory_bytes)
             .spawn(move || run_shard(params));
         match executor {
             Ok(handle) => shards.push(handle),

@@ -29,7 +29,8 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-/// Largest single write of the group commit.
+/// Largest single write of the group commit (unless one batch is larger). A power of two: the shard's I/O arena
+/// (`shard_io_memory_bytes`) hands out power-of-two blocks, so a buffer just over it would take a block twice its size.
 pub const FLUSH_BYTES_MAX: usize = 4 << 20;
 
 /// Where the dirty bytes of one segment, copied into an aligned buffer, go and what they cover.
@@ -90,6 +91,8 @@ impl PartitionLog {
             st.written - file_pos,
             "partial block tracks written"
         );
+        // The buffer also holds the partial first block, the padding of the last and, at most, one more block.
+        let data_max = FLUSH_BYTES_MAX as u64 - 3 * align;
         let first = inner.tail.find(st.written_offset);
         let mut end_pos = st.written;
         let mut end_offset = st.written_offset;
@@ -97,7 +100,7 @@ impl PartitionLog {
         while let Some(e) = inner.tail.get(last) {
             let len = e.len as u64;
             if e.segment_base != seg.base_offset
-                || (end_pos > st.written && end_pos + len - st.written > FLUSH_BYTES_MAX as u64)
+                || (end_pos > st.written && end_pos + len - st.written > data_max)
             {
                 break;
             }
@@ -119,6 +122,11 @@ impl PartitionLog {
             buf_end += align;
         }
         let mut buf = file.alloc_dma_buffer((buf_end - file_pos) as usize);
+        if !buf.is_from_io_memory() {
+            self.metrics
+                .write_buffers_outside_arena_total
+                .fetch_add(1, Relaxed);
+        }
         let dst = buf.as_bytes_mut();
         let mut at = st.partial_block.len();
         dst[..at].copy_from_slice(&st.partial_block);

@@ -72,6 +72,9 @@ pub struct StorageMetrics {
     pub commit_latency: LatencyHistogram,
     /// Bytes the group commit wrote, including the rewritten partial last block.
     pub written_bytes_total: AtomicU64,
+    /// Group-commit buffers taken from the heap because the shard's I/O arena was full or off
+    /// (`shard_io_memory_bytes`): such a write reaches the device in 4 KiB-page segments and is slower.
+    pub write_buffers_outside_arena_total: AtomicU64,
     /// New segments written over a deleted segment's file instead of a new one (`recycle.rs`).
     pub segments_recycled_total: AtomicU64,
     /// Deleted partitions whose files are not freed yet (`doomed.rs`): their space is still taken.

@@ -674,6 +674,44 @@ fn offset_for_timestamp_finds_first_batch_at_or_after() {
     });
 }
 
+/// With an I/O arena (`shard_io_memory_bytes`) the group commit's buffers come from it; without one they come from
+/// the heap, and the metric an operator sizes the arena by counts each of them.
+#[test]
+fn group_commit_buffers_come_from_the_io_arena_and_heap_ones_are_counted() {
+    for (io_memory, from_heap) in [(8 << 20, false), (0, true)] {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(io_memory)
+            .spawn(move || async move {
+                let dir = temp_dir();
+                let metrics = std::sync::Arc::new(crate::StorageMetrics::default());
+                let storage = ShardStorage::new(dir.path().to_path_buf(), metrics.clone());
+                let log = storage
+                    .open_partition("t", 0, LogConfig::default())
+                    .await
+                    .unwrap();
+                for round in 0..3 {
+                    // Three 900 KiB batches appended before the commit task runs: one buffer near the 4 MiB
+                    // maximum, the size the arena must hold.
+                    for _ in 0..3 {
+                        log.append_slice(&build_batch(3, 300 << 10, 1), 0, 0)
+                            .unwrap();
+                    }
+                    timeout(log.wait_durable(round * 9 + 8)).await.unwrap();
+                }
+                let outside = metrics
+                    .write_buffers_outside_arena_total
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let expected = if from_heap { log.commit_count() } else { 0 };
+                assert!(log.commit_count() >= 3, "one commit per durable wait");
+                assert_eq!(outside, expected, "io_memory {io_memory}");
+                log.close().await.unwrap();
+            })
+            .expect("executor")
+            .join()
+            .expect("executor thread");
+    }
+}
+
 #[test]
 fn shard_storage_single_flight_open_and_delete() {
     run(|| async {

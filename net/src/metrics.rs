@@ -111,10 +111,15 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             );
         }
     }
-    let storage_values: [(&str, &str, StorageValue); 3] = [
+    let storage_values: [(&str, &str, StorageValue); 4] = [
         ("pinlog_storage_written_bytes_total", "counter", |s| {
             &s.written_bytes_total
         }),
+        (
+            "pinlog_storage_write_buffers_outside_arena_total",
+            "counter",
+            |s| &s.write_buffers_outside_arena_total,
+        ),
         ("pinlog_storage_segments_recycled_total", "counter", |s| {
             &s.segments_recycled_total
         }),
@@ -186,6 +191,9 @@ mod tests {
             .record(Duration::from_micros(300));
         m.storage.commit_latency.record(Duration::from_millis(3));
         m.storage.written_bytes_total.fetch_add(4096, Relaxed);
+        m.storage
+            .write_buffers_outside_arena_total
+            .fetch_add(2, Relaxed);
         let text = render(&[m]);
         assert!(
             text.contains("pinlog_requests_total{shard=\"0\",api=\"Produce\"} 3"),
@@ -196,6 +204,9 @@ mod tests {
         ));
         assert!(text.contains("pinlog_storage_written_bytes_total{shard=\"0\"} 4096\n"));
         assert!(text.contains("pinlog_storage_segments_recycled_total{shard=\"0\"} 0\n"));
+        assert!(text.contains(
+            "# TYPE pinlog_storage_write_buffers_outside_arena_total counter\npinlog_storage_write_buffers_outside_arena_total{shard=\"0\"} 2\n"
+        ));
         assert!(text.contains(
             "# TYPE pinlog_storage_deleted_partitions_pending gauge\npinlog_storage_deleted_partitions_pending{shard=\"0\"} 0\n"
         ));

@@ -25,6 +25,12 @@ pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
 /// Largest `segment_jitter_percent`: more would make segment sizes, and so retention by bytes, hard to predict.
 pub const SEGMENT_JITTER_PERCENT_MAX: u8 = 50;
 
+/// The arena's unit: one transparent huge page (x86-64, aarch64 with 4 KiB pages).
+pub const HUGE_PAGE_BYTES: usize = 2 << 20;
+/// Smallest non-zero `shard_io_memory_bytes`. A group commit writes at most 4 MiB at once (`engine::FLUSH_BYTES_MAX`)
+/// and the arena's allocator keeps its bookkeeping at the arena's start, so a 4 MiB arena holds no 4 MiB buffer.
+pub const SHARD_IO_MEMORY_BYTES_MIN: usize = 8 << 20;
+
 /// Everything the binary needs to start, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -54,6 +60,8 @@ pub struct Config {
     pub message_max_bytes: usize,
     pub tail_cache_bytes: usize,
     pub inflight_request_bytes_max: usize,
+    /// Bytes of each shard's I/O buffer arena; 0 = buffers come from the heap.
+    pub shard_io_memory_bytes: usize,
     /// Where the metrics endpoint listens; `None` = off.
     pub metrics_listen: Option<SocketAddr>,
     pub request_timeout_ms: u64,
@@ -270,6 +278,7 @@ impl Config {
                 "inflight_request_bytes_max",
                 s.inflight_request_bytes_max,
             )?,
+            shard_io_memory_bytes: required("shard_io_memory_bytes", s.shard_io_memory_bytes)?,
             metrics_listen: parse_metrics_listen(&required("metrics_listen", s.metrics_listen)?)?,
             request_timeout_ms: required("request_timeout_ms", s.request_timeout_ms)?,
             log_level: required("log_level", s.log_level)?,
@@ -403,6 +412,17 @@ impl Config {
             ),
         )?;
         ensure(
+            self.shard_io_memory_bytes == 0
+                || (self.shard_io_memory_bytes >= SHARD_IO_MEMORY_BYTES_MIN
+                    && self.shard_io_memory_bytes.is_multiple_of(HUGE_PAGE_BYTES)),
+            "shard_io_memory_bytes",
+            self.shard_io_memory_bytes,
+            &format!(
+                "must be 0 (off) or a multiple of {HUGE_PAGE_BYTES} (2 MiB, one huge page) and >= \
+                 {SHARD_IO_MEMORY_BYTES_MIN} (8 MiB: room for one largest group-commit buffer)"
+            ),
+        )?;
+        ensure(
             self.request_timeout_ms >= 1,
             "request_timeout_ms",
             self.request_timeout_ms,
@@ -448,6 +468,7 @@ mod tests {
         assert_eq!(config.segment_bytes, 1_073_741_824);
         assert_eq!(config.message_max_bytes, 1_048_588);
         assert_eq!(config.request_timeout_ms, 30_000);
+        assert_eq!(config.shard_io_memory_bytes, 64 << 20);
         assert!(config.auto_create_topics);
     }
 
@@ -531,6 +552,16 @@ mod tests {
             (
                 Settings { segment_bytes: Some(1 << 20), ..Default::default() },
                 "invalid config: message_max_bytes = 1048588: must be <= segment_bytes (1048576)",
+            ),
+            (
+                Settings { shard_io_memory_bytes: Some(4 << 20), ..Default::default() },
+                "invalid config: shard_io_memory_bytes = 4194304: must be 0 (off) or a multiple of 2097152 (2 MiB, one \
+                 huge page) and >= 8388608 (8 MiB: room for one largest group-commit buffer)",
+            ),
+            (
+                Settings { shard_io_memory_bytes: Some((8 << 20) + 4096), ..Default::default() },
+                "invalid config: shard_io_memory_bytes = 8392704: must be 0 (off) or a multiple of 2097152 (2 MiB, one \
+                 huge page) and >= 8388608 (8 MiB: room for one largest group-commit buffer)",
             ),
             (
                 Settings { flush_interval_ms: Some(0), ..Default::default() },

@@ -113,6 +113,9 @@ pub struct Settings {
     /// Bytes of requests one shard may have in progress before its connections wait [default 67108864].
     #[arg(long, env = "PINLOG_INFLIGHT_REQUEST_BYTES_MAX", value_name = "BYTES")]
     pub inflight_request_bytes_max: Option<usize>,
+    /// Bytes of each shard's I/O buffer arena (huge pages, registered with io_uring); 0 = off [default 67108864].
+    #[arg(long, env = "PINLOG_SHARD_IO_MEMORY_BYTES", value_name = "BYTES")]
+    pub shard_io_memory_bytes: Option<usize>,
     /// IP:port of the Prometheus metrics endpoint (GET /metrics); empty = off [default ""].
     #[arg(long, env = "PINLOG_METRICS_LISTEN", value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
@@ -186,6 +189,7 @@ impl Settings {
             inflight_request_bytes_max: over
                 .inflight_request_bytes_max
                 .or(self.inflight_request_bytes_max),
+            shard_io_memory_bytes: over.shard_io_memory_bytes.or(self.shard_io_memory_bytes),
             metrics_listen: over.metrics_listen.or(self.metrics_listen),
             request_timeout_ms: over.request_timeout_ms.or(self.request_timeout_ms),
             log_level: over.log_level.or(self.log_level),

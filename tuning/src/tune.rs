@@ -19,25 +19,29 @@ const SLOW_FLUSH_US: u128 = 2_000;
 /// The host report printed by `pinlog tune --data-dir DIR`, ending with a recommended config snippet.
 pub fn tune_report(data_dir: &Path) -> String {
     let cores = host_core_ids();
-    let plan = default_plan(data_dir, &cores);
+    let defaults = default_plan(data_dir, &cores);
+    let plan = defaults.as_ref().map(|(_, plan)| plan);
     let data = check_data_dir(data_dir);
     let release = kernel_release().unwrap_or_else(|err| format!("unknown ({err})"));
     [
         "pinlog tune: host report\n".to_string(),
-        format!("[cores]\n{}", cores_section(&cores, &plan)),
+        format!("[cores]\n{}", cores_section(&cores, plan)),
         format!("[io_uring]\n{}", io_uring_section()),
-        format!("[memlock]\n{}", memlock_section()),
+        format!(
+            "[memlock]\n{}",
+            memlock_section(registered_bytes(&defaults))
+        ),
         format!("[data dir]\n{}", data_dir_section(data_dir, &data)),
         format!("[kernel]\nrelease = {release}\n"),
         format!(
             "[recommended pinlog.toml]\n{}",
-            recommended_snippet(data_dir, plan.as_ref().ok(), &data)
+            recommended_snippet(data_dir, plan.ok(), &data)
         ),
     ]
     .join("\n")
 }
 
-fn cores_section(cores: &[usize], plan: &Result<CorePlan, ConfigError>) -> String {
+fn cores_section(cores: &[usize], plan: Result<&CorePlan, &ConfigError>) -> String {
     let parallelism = std::thread::available_parallelism()
         .map_or_else(|err| format!("unknown ({err})"), |count| count.to_string());
     let plan = match plan {
@@ -80,30 +84,43 @@ fn data_dir_section(data_dir: &Path, data: &Result<DataDirReport, ConfigError>) 
     }
 }
 
-/// The plan `shard_cores = "all"`, `raft_core = "auto"` gives on this host.
-fn default_plan(data_dir: &Path, cores: &[usize]) -> Result<CorePlan, ConfigError> {
+/// The default config for `data_dir` and the plan it gives on this host (`shard_cores = "all"`, `raft_core = "auto"`).
+fn default_plan(data_dir: &Path, cores: &[usize]) -> Result<(Config, CorePlan), ConfigError> {
     let layer = Settings {
         data_dir: Some(data_dir.to_owned()),
         ..Settings::default()
     };
     let config = Config::from_settings(Settings::embedded_default()?.merge(layer))?;
-    plan_cores_for_host(&config, cores)
+    let plan = plan_cores_for_host(&config, cores)?;
+    Ok((config, plan))
 }
 
 fn mib(bytes: u64) -> String {
     format!("{} MiB", bytes / (1024 * 1024))
 }
 
-fn memlock_section() -> String {
+/// io_uring rings per shard that glommio registers the I/O arena with (main, poll, latency); each registration
+/// counts the arena against RLIMIT_MEMLOCK.
+const RINGS_PER_SHARD: u64 = 3;
+
+/// Bytes the default config's shards register with io_uring (`None` when there is no plan).
+fn registered_bytes(defaults: &Result<(Config, CorePlan), ConfigError>) -> Option<u64> {
+    let (config, plan) = defaults.as_ref().ok()?;
+    Some(RINGS_PER_SHARD * plan.shard_cpus.len() as u64 * config.shard_io_memory_bytes as u64)
+}
+
+fn memlock_section(registered: Option<u64>) -> String {
     match memlock_limit() {
         Ok((soft, hard)) => {
             let show = |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_string(), mib);
-            let note = match soft {
-                Some(bytes) if bytes < 512 * 1024 * 1024 => {
-                    "glommio registered IO buffers must fit in it; pinlog starts executors with io_memory(0) so a small \
-                     limit is fine, raise it (ulimit -l / LimitMEMLOCK) only to enable registered buffers"
-                }
-                _ => "large enough for glommio registered IO buffers",
+            let needed = registered.map_or_else(|| "unknown".to_string(), mib);
+            let note = match (soft, registered) {
+                (Some(limit), Some(need)) if limit < need => format!(
+                    "the shards' I/O arenas (shard_io_memory_bytes x shards x {RINGS_PER_SHARD} rings) need {needed}: \
+                     without CAP_IPC_LOCK (root has it) glommio skips registering them and each I/O pins its pages \
+                     itself; raise the limit (ulimit -l / LimitMEMLOCK) to register them"
+                ),
+                _ => format!("room for the shards' registered I/O arenas ({needed})"),
             };
             format!(
                 "RLIMIT_MEMLOCK soft = {}, hard = {}: {note}\n",

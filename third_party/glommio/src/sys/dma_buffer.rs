@@ -106,6 +106,12 @@ impl DmaBuffer {
         }
     }
 
+    /// pinlog patch: whether the buffer was carved from the executor's I/O memory arena
+    /// (`LocalExecutorBuilder::io_memory`) rather than taken from the heap because the arena was full or off.
+    pub fn is_from_io_memory(&self) -> bool {
+        matches!(self.storage, BufferStorage::Uring(_))
+    }
+
     pub(crate) fn uring_buffer_id(&self) -> Option<u32> {
         match &self.storage {
             BufferStorage::Uring(x) => x.uring_buffer_id(),
