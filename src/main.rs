@@ -52,6 +52,34 @@ fn init_tracing(level: &str) {
         .init();
 }
 
+/// Logs the shards' I/O arenas (`shard_io_memory_bytes`), and warns, with the remedy, when io_uring cannot register
+/// them (glommio's own warning is an OS error dump per ring); unregistered, every I/O pins its pages itself.
+fn log_io_memory(config: &Config, shards: usize) {
+    let arena = config.shard_io_memory_bytes as u64;
+    if arena == 0 {
+        tracing::info!(
+            "I/O memory off (shard_io_memory_bytes = 0): group-commit buffers come from the heap"
+        );
+        return;
+    }
+    let registered = pinlog_tuning::IO_ARENA_RINGS_PER_SHARD * shards as u64 * arena;
+    tracing::info!(
+        arena_bytes_per_shard = arena,
+        shards,
+        "I/O memory: group-commit buffers and disk reads from a huge-page arena per shard"
+    );
+    match pinlog_tuning::memlock_fits(registered) {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            registered_bytes = registered,
+            memlock = ?pinlog_tuning::memlock_limit().ok().map(|(soft, _)| soft),
+            "I/O arenas not registered with io_uring: RLIMIT_MEMLOCK is below what they need and the process lacks \
+             CAP_IPC_LOCK; raise LimitMEMLOCK (ulimit -l) to register them (see pinlog tune)"
+        ),
+        Err(err) => tracing::warn!(%err, "cannot read RLIMIT_MEMLOCK or capabilities"),
+    }
+}
+
 fn serve(config: Config) -> ExitCode {
     init_tracing(&config.log_level);
     let plan = match pinlog_tuning::plan_cores(&config) {
@@ -68,6 +96,7 @@ fn serve(config: Config) -> ExitCode {
         reason = %plan.reason,
         "core plan"
     );
+    log_io_memory(&config, plan.shard_cpus.len());
     // Every shard binds with SO_REUSEPORT, which would also let a second pinlog share the port silently and take
     // half the connections. A test bind is no use (the previous process's sockets in TIME_WAIT make it fail on
     // a free port after a restart), so ask the port itself: if something accepts a connection, it is taken.

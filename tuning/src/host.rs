@@ -36,6 +36,26 @@ pub fn memlock_limit() -> Result<(Option<u64>, Option<u64>), std::io::Error> {
     Ok((finite(limit.rlim_cur), finite(limit.rlim_max)))
 }
 
+/// io_uring rings per shard that glommio registers the shard's I/O arena with (main, poll, latency); each
+/// registration counts the arena against RLIMIT_MEMLOCK.
+pub const IO_ARENA_RINGS_PER_SHARD: u64 = 3;
+
+/// Bit of CAP_IPC_LOCK in the capability sets (linux/capability.h).
+const CAP_IPC_LOCK_BIT: u32 = 14;
+
+/// Whether io_uring may register `bytes` of buffers for this process: it holds CAP_IPC_LOCK (root normally does),
+/// which lifts the limit, or RLIMIT_MEMLOCK's soft limit has room.
+pub fn memlock_fits(bytes: u64) -> Result<bool, std::io::Error> {
+    let (soft, _) = memlock_limit()?;
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let can_lock = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK_BIT) != 0);
+    Ok(can_lock || soft.is_none_or(|limit| bytes <= limit))
+}
+
 /// The running kernel's release string, e.g. `6.8.0-45-generic`.
 pub fn kernel_release() -> Result<String, std::io::Error> {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|text| text.trim().to_string())
@@ -44,6 +64,11 @@ pub fn kernel_release() -> Result<String, std::io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_always_fits_the_memlock_limit() {
+        assert!(memlock_fits(0).unwrap());
+    }
 
     #[test]
     fn memlock_is_readable() {

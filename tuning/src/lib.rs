@@ -38,6 +38,8 @@ pub use core_spec::{CoreSpec, RaftCore};
 pub use data_dir::{check_data_dir, DataDirReport, DIRECT_PROBE_BYTES};
 pub use error::ConfigError;
 pub use flush_policy::FlushPolicyName;
-pub use host::{io_uring_available, kernel_release, memlock_limit};
+pub use host::{
+    io_uring_available, kernel_release, memlock_fits, memlock_limit, IO_ARENA_RINGS_PER_SHARD,
+};
 pub use settings::{Settings, DEFAULT_CONFIG_TOML};
 pub use tune::tune_report;

@@ -10,7 +10,9 @@ use crate::config::Config;
 use crate::core_plan::{format_core_ids, host_core_ids, plan_cores_for_host, CorePlan};
 use crate::data_dir::{check_data_dir, DataDirReport};
 use crate::error::ConfigError;
-use crate::host::{io_uring_available, kernel_release, memlock_limit};
+use crate::host::{
+    io_uring_available, kernel_release, memlock_fits, memlock_limit, IO_ARENA_RINGS_PER_SHARD,
+};
 use crate::settings::Settings;
 
 /// A durable flush slower than this is worth a note: the workload will lean on group commit.
@@ -99,14 +101,14 @@ fn mib(bytes: u64) -> String {
     format!("{} MiB", bytes / (1024 * 1024))
 }
 
-/// io_uring rings per shard that glommio registers the I/O arena with (main, poll, latency); each registration
-/// counts the arena against RLIMIT_MEMLOCK.
-const RINGS_PER_SHARD: u64 = 3;
-
 /// Bytes the default config's shards register with io_uring (`None` when there is no plan).
 fn registered_bytes(defaults: &Result<(Config, CorePlan), ConfigError>) -> Option<u64> {
     let (config, plan) = defaults.as_ref().ok()?;
-    Some(RINGS_PER_SHARD * plan.shard_cpus.len() as u64 * config.shard_io_memory_bytes as u64)
+    Some(
+        IO_ARENA_RINGS_PER_SHARD
+            * plan.shard_cpus.len() as u64
+            * config.shard_io_memory_bytes as u64,
+    )
 }
 
 fn memlock_section(registered: Option<u64>) -> String {
@@ -114,13 +116,16 @@ fn memlock_section(registered: Option<u64>) -> String {
         Ok((soft, hard)) => {
             let show = |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_string(), mib);
             let needed = registered.map_or_else(|| "unknown".to_string(), mib);
-            let note = match (soft, registered) {
-                (Some(limit), Some(need)) if limit < need => format!(
-                    "the shards' I/O arenas (shard_io_memory_bytes x shards x {RINGS_PER_SHARD} rings) need {needed}: \
-                     without CAP_IPC_LOCK (root has it) glommio skips registering them and each I/O pins its pages \
-                     itself; raise the limit (ulimit -l / LimitMEMLOCK) to register them"
+            let fits = registered.map(|need| memlock_fits(need).unwrap_or(false));
+            let note = match fits {
+                Some(false) => format!(
+                    "the shards' I/O arenas (shard_io_memory_bytes x shards x {IO_ARENA_RINGS_PER_SHARD} rings) need \
+                     {needed} and this process lacks CAP_IPC_LOCK: glommio would not register them and each I/O \
+                     would pin its pages itself; raise the limit (ulimit -l / LimitMEMLOCK) to register them"
                 ),
-                _ => format!("room for the shards' registered I/O arenas ({needed})"),
+                _ => format!(
+                    "the shards' I/O arenas ({needed} registered) fit (the limit, or CAP_IPC_LOCK, which lifts it)"
+                ),
             };
             format!(
                 "RLIMIT_MEMLOCK soft = {}, hard = {}: {note}\n",
