@@ -224,6 +224,9 @@ impl Driver for RdkafkaDriver {
             .assign(&assignment)
             .map_err(rd_error("assigning partitions"))?;
         live.consumers_ready.fetch_add(1, Relaxed);
+        if job.end_offsets.is_some() {
+            live.wait_for_window();
+        }
         let mut report = WorkerReport::default();
         let caught_up = |positions: &[i64]| {
             job.end_offsets

@@ -372,6 +372,7 @@ fn measure<T>(
     live.measure_start_us.store(now_micros(), Relaxed);
     let start = Instant::now();
     let first = Snapshot::take(live, pid);
+    live.window_open.store(true, Relaxed);
     let mut previous = first;
     let mut commits = opts.server_metrics.as_deref().map(CommitLatency::new);
     if let Some(s) = commits.as_mut() {

@@ -6,10 +6,13 @@
 //! whose send stamp falls inside the measured window count, so warm-up and fill traffic never leak into the figures.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+/// How often a consumer waiting for the measured window looks again.
+const WINDOW_POLL: Duration = Duration::from_millis(1);
 /// Largest latency a histogram holds (1 hour in µs); larger samples are clamped to it.
 pub const LATENCY_US_MAX: u64 = 3_600_000_000;
 /// Significant digits of the whole-window histograms.
@@ -35,11 +38,22 @@ pub struct Live {
     pub stop: AtomicBool,
     /// Consumers that have found their start offsets and are fetching.
     pub consumers_ready: AtomicU32,
+    /// Set once the measured window's first snapshot is taken (see [`Live::wait_for_window`]).
+    pub window_open: AtomicBool,
 }
 
 impl Live {
     pub fn stopped(&self) -> bool {
         self.stop.load(Relaxed)
+    }
+
+    /// Waits until the measured window opens or the run stops. A catch-up's consumers call it once they have their
+    /// start offsets: a small fill read at GB/s is over in milliseconds, and read before the window opened it would
+    /// count for nothing. The runner always opens the window or stops the run, so the wait ends.
+    pub fn wait_for_window(&self) {
+        while !self.window_open.load(Relaxed) && !self.stopped() {
+            std::thread::sleep(WINDOW_POLL);
+        }
     }
 
     /// The measured second a send stamp falls in, or `None` outside the window.
@@ -228,6 +242,21 @@ impl WorkerReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_for_the_window_ends_when_it_opens_or_the_run_stops() {
+        let flags: [fn(&Live) -> &AtomicBool; 2] = [|l| &l.window_open, |l| &l.stop];
+        for flag in flags {
+            let live = Live::default();
+            std::thread::scope(|scope| {
+                let waiter = scope.spawn(|| live.wait_for_window());
+                std::thread::sleep(Duration::from_millis(20));
+                assert!(!waiter.is_finished(), "nothing opened the window yet");
+                flag(&live).store(true, Relaxed);
+                waiter.join().unwrap();
+            });
+        }
+    }
 
     fn live_window(start: u64, end: u64) -> Live {
         let live = Live::default();

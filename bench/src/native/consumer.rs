@@ -75,6 +75,9 @@ fn consume_from(
         .end_offsets
         .map(|ends| partitions.iter().map(|&p| ends[p as usize]).collect());
     on_ready();
+    if targets.is_some() {
+        live.wait_for_window();
+    }
     let name = TopicName(StrBytes::from_string(topic.clone()));
     let mut report = WorkerReport::default();
     loop {
