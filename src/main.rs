@@ -72,7 +72,7 @@ fn log_io_memory(config: &Config, shards: usize) {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
             registered_bytes = registered,
-            memlock = ?pinlog_tuning::memlock_limit().ok().map(|(soft, _)| soft),
+            memlock_soft_bytes = ?pinlog_tuning::memlock_limit().ok().and_then(|(soft, _)| soft),
             "I/O arenas not registered with io_uring: RLIMIT_MEMLOCK is below what they need and the process lacks \
              CAP_IPC_LOCK; raise LimitMEMLOCK (ulimit -l) to register them (see pinlog tune)"
         ),
