@@ -12,14 +12,14 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
 use crate::api;
 use crate::context::ShardContext;
-use crate::frame::{read_frame, FrameError};
+use crate::frame::{FrameError, FrameReader};
 use crate::response::ResponseFrame;
 
 /// Bytes read from the socket at a time; most requests arrive in one read.
@@ -40,7 +40,7 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, peer: SocketAddr) {
     let writer = glommio::spawn_local(write_responses(rx, writer, fd, peer));
     read_requests(
         &ctx,
-        BufReader::with_capacity(READ_BUFFER_BYTES, reader),
+        FrameReader::new(reader, fd, READ_BUFFER_BYTES),
         tx,
         peer,
     )
@@ -50,12 +50,12 @@ pub async fn serve(ctx: Rc<ShardContext>, stream: TcpStream, peer: SocketAddr) {
 
 async fn read_requests<R: AsyncRead + Unpin>(
     ctx: &Rc<ShardContext>,
-    mut reader: R,
+    mut reader: FrameReader<R>,
     tx: LocalSender<InFlight>,
     peer: SocketAddr,
 ) {
     loop {
-        let frame = match read_frame(&mut reader, ctx.config.max_request_bytes).await {
+        let frame = match reader.next_frame(ctx.config.max_request_bytes).await {
             Ok(frame) => frame,
             Err(FrameError::Closed) => return,
             Err(err @ (FrameError::TooLarge { .. } | FrameError::BadSize(_))) => {

@@ -111,7 +111,7 @@ pub struct HeaderStart {
 
 impl HeaderStart {
     pub fn parse(frame: &[u8]) -> HeaderStart {
-        // read_frame guarantees at least REQUEST_HEADER_BYTES_MIN bytes.
+        // FrameReader::next_frame guarantees at least REQUEST_HEADER_BYTES_MIN bytes.
         HeaderStart {
             api_key: i16::from_be_bytes([frame[0], frame[1]]),
             api_version: i16::from_be_bytes([frame[2], frame[3]]),
