@@ -23,6 +23,7 @@ use crate::batch::LOG_OVERHEAD_BYTES;
 use crate::config::FlushPolicy;
 use crate::log::PartitionLog;
 use crate::segment::{align_down, align_up, preallocation_target, Segment};
+use crate::stream_copy;
 use glommio::io::{DmaBuffer, DmaFile};
 use std::io;
 use std::rc::Rc;
@@ -132,9 +133,10 @@ impl PartitionLog {
         dst[..at].copy_from_slice(&st.partial_block);
         for i in first..last {
             let src = inner.tail.get(i).expect("index in range").bytes();
-            dst[at..at + src.len()].copy_from_slice(src);
+            stream_copy::copy_for_device(&mut dst[at..at + src.len()], src);
             at += src.len();
         }
+        stream_copy::publish();
         dst[at..].fill(0);
         let block = (align_down(end_pos, align) - file_pos) as usize;
         let partial_block = dst[block..at].to_vec();

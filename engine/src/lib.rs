@@ -32,6 +32,7 @@ mod recycle;
 mod retention;
 mod segment;
 mod storage;
+mod stream_copy;
 mod tail;
 mod wait;
 
