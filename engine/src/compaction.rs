@@ -36,8 +36,8 @@ use crate::log::PartitionLog;
 use crate::records::{records, records_area};
 use crate::recovery::Window;
 use crate::segment::{
-    align_down, align_up, cleaned_path, log_path, open_rw, remove_if_exists, sync_dir, Retired,
-    Segment,
+    align_down, align_up, cleaned_path, io_alignment, log_path, open_rw, remove_if_exists,
+    sync_dir, Retired, Segment,
 };
 use glommio::io::DmaFile;
 use std::collections::HashMap;
@@ -252,7 +252,7 @@ impl PartitionLog {
             st.next_offset = st.next_offset.max(next_offset);
             st.written = st.size;
             st.written_offset = st.next_offset;
-            st.allocated = align_up(st.size, new_file.alignment());
+            st.allocated = align_up(st.size, io_alignment(&new_file));
             st.closed = true;
             st.sealed = true;
             st.finalized = true;
@@ -416,7 +416,7 @@ impl<'a> AlignedWriter<'a> {
         self.pending.extend_from_slice(bytes);
         self.len += bytes.len() as u64;
         if self.pending.len() >= CLEAN_WRITE_BYTES {
-            let whole = align_down(self.pending.len() as u64, self.file.alignment());
+            let whole = align_down(self.pending.len() as u64, io_alignment(self.file));
             self.write_out(whole as usize).await?;
         }
         Ok(())
@@ -439,7 +439,7 @@ impl<'a> AlignedWriter<'a> {
 
     /// Pad, write the rest, fdatasync; returns the logical length.
     async fn finish(mut self) -> io::Result<u64> {
-        let padded = align_up(self.pending.len() as u64, self.file.alignment()) as usize;
+        let padded = align_up(self.pending.len() as u64, io_alignment(self.file)) as usize;
         self.pending.resize(padded, 0);
         if padded > 0 {
             self.write_out(padded).await?;

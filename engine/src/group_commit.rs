@@ -22,7 +22,7 @@
 use crate::batch::LOG_OVERHEAD_BYTES;
 use crate::config::FlushPolicy;
 use crate::log::PartitionLog;
-use crate::segment::{align_down, align_up, preallocation_target, Segment};
+use crate::segment::{align_down, align_up, io_alignment, preallocation_target, Segment};
 use crate::stream_copy;
 use glommio::io::{DmaBuffer, DmaFile};
 use std::io;
@@ -85,7 +85,7 @@ impl PartitionLog {
         if st.written == st.size {
             return None;
         }
-        let align = file.alignment();
+        let align = io_alignment(file);
         let file_pos = align_down(st.written, align);
         assert_eq!(
             st.partial_block.len() as u64,
@@ -210,7 +210,7 @@ impl PartitionLog {
         if end <= allocated {
             return Ok(());
         }
-        let align = file.alignment();
+        let align = io_alignment(file);
         let cap = align_up(self.segment_bytes_max(), align);
         let target = align_up(preallocation_target(allocated, end, cap), align);
         file.pre_allocate(target, false).await?;

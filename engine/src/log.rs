@@ -31,7 +31,7 @@ use crate::readahead::Readahead;
 use crate::records;
 use crate::recovery;
 use crate::recycle::{self, FreeFile};
-use crate::segment::{align_down, align_up, Retired, Segment, SEGMENT_BYTES_MAX};
+use crate::segment::{align_down, align_up, io_alignment, Retired, Segment, SEGMENT_BYTES_MAX};
 use crate::tail::{Tail, TailEntry};
 use crate::wait::WaitList;
 use bytes::{Bytes, BytesMut};
@@ -683,7 +683,7 @@ async fn read_from_file(
     let corrupt = |what: &str| {
         ReadError::Storage(io::Error::new(io::ErrorKind::InvalidData, what.to_string()))
     };
-    let align = file.alignment();
+    let align = io_alignment(file);
     let mut pos = start;
     let mut need = (max_bytes as u64).clamp(READ_CHUNK_BYTES, READ_BYTES_MAX);
     while pos < limit {

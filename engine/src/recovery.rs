@@ -26,8 +26,8 @@ use crate::error::EngineError;
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::iopoll_probe;
 use crate::segment::{
-    align_down, align_up, index_path, log_path, open_log, read_file, sync_dir, time_index_path,
-    Segment,
+    align_down, align_up, index_path, io_alignment, log_path, open_log, read_file, sync_dir,
+    time_index_path, Segment,
 };
 use glommio::io::{DmaFile, ReadResult};
 use std::io;
@@ -86,7 +86,7 @@ impl Window {
         file_len: u64,
     ) -> io::Result<&[u8]> {
         if self.covers(pos, len).is_none() {
-            let align = file.alignment();
+            let align = io_alignment(file);
             let start = align_down(pos, align);
             let want = align_up(pos + len, align).max(start + SCAN_CHUNK_BYTES);
             let read_len = want.min(align_up(file_len, align)) - start;
@@ -324,7 +324,7 @@ async fn recover_segment(
             scan(seg, &file, file_len, 0, interval, continuity).await?
         }
     };
-    let align = file.alignment();
+    let align = io_alignment(&file);
     let mut allocated = file_len;
     if let Some(reason) = &end.defect {
         tracing::info!(
@@ -381,7 +381,7 @@ async fn load_indexes(dir: &Path, base: i64) -> io::Result<Option<(OffsetIndex, 
 
 /// Rewrite the block holding `end` with zeros after `end`.
 async fn zero_past_end(file: &DmaFile, end: u64) -> io::Result<()> {
-    let align = file.alignment();
+    let align = io_alignment(file);
     let block = align_down(end, align);
     let keep = (end - block) as usize;
     let mut buf = file.alloc_dma_buffer(align as usize);
@@ -396,7 +396,7 @@ async fn zero_past_end(file: &DmaFile, end: u64) -> io::Result<()> {
 
 /// The bytes of the last partial block, which the next O_DIRECT write must rewrite.
 async fn read_partial_block(file: &DmaFile, end: u64) -> io::Result<Vec<u8>> {
-    let align = file.alignment();
+    let align = io_alignment(file);
     let block = align_down(end, align);
     let keep = (end - block) as usize;
     if keep == 0 {

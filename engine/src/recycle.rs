@@ -24,7 +24,9 @@
 use crate::config::FlushPolicy;
 use crate::log::{wall_clock_ms, PartitionLog};
 use crate::producer_snapshot;
-use crate::segment::{align_up, log_path, Retired, Segment, PREALLOCATE_STEP_MAX_BYTES};
+use crate::segment::{
+    align_up, io_alignment, log_path, Retired, Segment, PREALLOCATE_STEP_MAX_BYTES,
+};
 use glommio::io::DmaFile;
 use std::collections::VecDeque;
 use std::io;
@@ -178,7 +180,7 @@ impl PartitionLog {
     /// bytes after the data mark the end either way. Then persists its indexes.
     async fn trim(&self, seg: &Segment) -> io::Result<()> {
         if let Some(file) = seg.file() {
-            let align = file.alignment();
+            let align = io_alignment(&file);
             let (size, allocated) = {
                 let st = seg.state.borrow();
                 (st.size, st.allocated)
