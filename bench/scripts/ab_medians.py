@@ -34,7 +34,14 @@ def main(out_dir):
     sides = {}
     for path in sorted(Path(out_dir).glob("*-*.json")):
         side = path.stem.split("-")[0]
-        sides.setdefault(side, []).append(json.loads(path.read_text()))
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            # A round that failed (say, a full disk) leaves an empty or partial file; its .txt says why.
+            txt = path.with_suffix(".txt")
+            print(f"ab_medians: round {path.stem} left out, its result is unreadable ({e}); see {txt}", file=sys.stderr)
+            continue
+        sides.setdefault(side, []).append(result)
     if set(sides) != {"a", "b"}:
         sys.exit(f"ab_medians: expected results of brokers a and b in {out_dir}, found {sorted(sides)}")
     print(f"{'figure':<16} {'side':<4} {'rounds':<40} {'median':>10}")

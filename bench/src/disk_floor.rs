@@ -143,7 +143,7 @@ impl Plan {
 }
 
 /// Bytes free to an unprivileged writer on the filesystem of `dir`.
-fn free_bytes(dir: &Path) -> Result<u64, BenchError> {
+pub(crate) fn free_bytes(dir: &Path) -> Result<u64, BenchError> {
     let what = || format!("statvfs {}", dir.display());
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|e| {
         BenchError::io(

@@ -143,6 +143,7 @@ fn run(args: RunArgs) -> Result<bool, BenchError> {
         .as_deref()
         .map(BenchResult::load)
         .transpose()?;
+    runner::warn_if_disk_short(&workload, reference.as_ref(), &limits, &args.data_dir);
     let disk_floor = if args.no_disk_floor {
         None
     } else {

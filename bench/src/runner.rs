@@ -69,6 +69,49 @@ pub fn offered_rate(workload: &Workload, reference: Option<&BenchResult>) -> u64
     }
 }
 
+/// Upper bound of the bytes the broker writes in this run: the fill, then the warm-up and the window at the offered
+/// rate, or at fio's sequential write speed when the workload runs at max rate (no broker writes faster than the disk).
+pub fn bytes_written_bound(
+    workload: &Workload,
+    reference: Option<&BenchResult>,
+    limits: &Limits,
+) -> Option<f64> {
+    let seconds = (workload.warmup_s + workload.duration_s) as f64;
+    let rate_bytes_s = match offered_rate(workload, reference) {
+        _ if workload.producer.count == 0 => 0.0,
+        0 => limits.fio_seq_write_mb_s? * 1e6,
+        rate => rate as f64 * workload.records.size.mean_bytes(),
+    };
+    Some(workload.fill.bytes as f64 + rate_bytes_s * seconds)
+}
+
+/// Warns before the run when the data dir's file system may fill up during it: a full disk fails a max-rate run
+/// seconds in, after the limits and the warm-up were paid for. Only a warning, because the bound is loose (pinlog
+/// writes at 0.7 of fio's speed) and `--bootstrap` may name a broker whose data lives elsewhere.
+pub fn warn_if_disk_short(
+    workload: &Workload,
+    reference: Option<&BenchResult>,
+    limits: &Limits,
+    data_dir: &Path,
+) {
+    let Some(bound) = bytes_written_bound(workload, reference, limits) else {
+        return;
+    };
+    match disk_floor::free_bytes(data_dir) {
+        Ok(free) if (free as f64) < bound => eprintln!(
+            "bench: warning: {} has {:.1} GB free, and this run may write up to {:.1} GB (fill, then {} s at the \
+             offered rate or at fio's write speed); if the broker writes there, free space first (old data dirs \
+             under target/bench-data)",
+            data_dir.display(),
+            free as f64 / 1e9,
+            bound / 1e9,
+            workload.warmup_s + workload.duration_s
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("bench: warning: free space of the data dir unknown: {e}"),
+    }
+}
+
 /// Measures the disk's latency floor when the run will judge a paced acks=all latency against the disk: at the
 /// offered payload rate, for the workload's window (at most [`disk_floor::SECONDS_MAX`]). A failure (say, a data
 /// dir without O_DIRECT) is printed and leaves the floor out; it never stops the run.
@@ -664,6 +707,32 @@ rate_records_s = 5000
             5000,
             "no reference: the fixed fallback rate"
         );
+    }
+
+    #[test]
+    fn bytes_written_bound_takes_fio_speed_at_max_rate() {
+        let limits = Limits {
+            fio_seq_write_mb_s: Some(2000.0),
+            ..Limits::default()
+        };
+        let mut w = workload(None);
+        w.warmup_s = 3;
+        // Paced: 5000 records/s of 100 B for 3 + 5 s.
+        assert_eq!(bytes_written_bound(&w, None, &limits), Some(4e6));
+        w.fill.bytes = 1_000_000;
+        assert_eq!(bytes_written_bound(&w, None, &limits), Some(5e6));
+        w.producer.rate_records_s = 0;
+        assert_eq!(
+            bytes_written_bound(&w, None, &limits),
+            Some(1e6 + 2000e6 * 8.0)
+        );
+        assert_eq!(
+            bytes_written_bound(&w, None, &Limits::default()),
+            None,
+            "max rate without fio's figure: no bound"
+        );
+        w.producer.count = 0;
+        assert_eq!(bytes_written_bound(&w, None, &limits), Some(1e6));
     }
 
     #[test]
