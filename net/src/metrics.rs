@@ -218,7 +218,7 @@ mod tests {
         ));
         assert!(text.contains("pinlog_storage_write_latency_seconds_count{shard=\"0\"} 0\n"));
         assert!(text.contains(
-            "pinlog_storage_commit_latency_seconds_bucket{shard=\"0\",le=\"0.004096\"} 1\n"
+            "pinlog_storage_commit_latency_seconds_bucket{shard=\"0\",le=\"0.003072\"} 1\n"
         ));
     }
 
