@@ -55,8 +55,9 @@ impl LatencyHistogram {
         }
         // `us` lies in (2^doubling_top / 2, 2^doubling_top]; that doubling's steps are 2^doubling_top / 8 apart.
         let doubling_top = u64::BITS - (us - 1).leading_zeros();
-        let step_us = 1u64 << (doubling_top - 3);
-        let step = us.div_ceil(step_us) as usize - LATENCY_STEPS_PER_DOUBLING;
+        let step_shift = doubling_top - 3;
+        // A rounded-up division by the step, as a shift (this runs once per request).
+        let step = ((us - 1) >> step_shift) as usize + 1 - LATENCY_STEPS_PER_DOUBLING;
         let doubling = (doubling_top - 1 - LATENCY_BUCKET_FIRST_US.trailing_zeros()) as usize;
         doubling * LATENCY_STEPS_PER_DOUBLING + step
     }
