@@ -128,6 +128,14 @@ impl DmaBuffer {
         self.size = newsize;
     }
 
+    /// pinlog patch: drop the first `n` bytes, so the buffer (and a write of it) starts `n` bytes in. Like
+    /// [`trim_to_size`](#method.trim_to_size), `n` must keep the start aligned for O_DIRECT.
+    pub fn trim_front(&mut self, n: usize) {
+        assert!(n <= self.size);
+        self.trim += n;
+        self.size -= n;
+    }
+
     /// Returns a representation of the current addressable contents of this
     /// `DmaBuffer` as a byte slice
     pub fn as_bytes(&self) -> &[u8] {
