@@ -336,10 +336,22 @@ fn read_response<T: Decodable + HeaderVersion>(
             format!("frame size {size}"),
         ));
     }
-    let mut frame = vec![0u8; size as usize];
-    reader
-        .read_exact(&mut frame)
+    // Read into reserved capacity rather than a zeroed Vec: a Fetch response can be tens of MB, and zeroing it
+    // first cost a catch-up consumer about a tenth of its CPU.
+    let mut frame = Vec::with_capacity(size as usize);
+    let read = reader
+        .take(size as u64)
+        .read_to_end(&mut frame)
         .map_err(|e| ClientError::io(format!("reading {api:?} response from {addr}"), e))?;
+    if read != size as usize {
+        return Err(ClientError::io(
+            format!("reading {api:?} response from {addr}"),
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("connection closed after {read} of {size} bytes"),
+            ),
+        ));
+    }
     let mut body = Bytes::from(frame);
     let header = ResponseHeader::decode(&mut body, T::header_version(version))
         .map_err(|e| ClientError::protocol(format!("{api:?} response header"), e))?;
