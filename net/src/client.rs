@@ -337,7 +337,7 @@ fn read_response<T: Decodable + HeaderVersion>(
         ));
     }
     // Read into reserved capacity rather than a zeroed Vec: a Fetch response can be tens of MB, and zeroing it
-    // first cost a catch-up consumer about a tenth of its CPU.
+    // first took about a quarter of a catch-up consumer's CPU (bench/README.md, "The catch-up's client").
     let mut frame = Vec::with_capacity(size as usize);
     let read = reader
         .take(size as u64)
