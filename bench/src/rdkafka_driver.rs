@@ -264,25 +264,11 @@ mod tests {
     use super::*;
 
     fn workload() -> Workload {
-        toml::from_str(
-            r#"
-name = "t"
-duration_s = 5
-[topic]
-prefix = "bench-t"
-partitions = 4
-[records]
-size = { kind = "fixed", bytes = 100 }
-[producer]
-count = 1
-acks = "all"
-compression = "lz4"
-linger_ms = 5
-[rdkafka]
-"linger.ms" = "20"
-"#,
-        )
-        .unwrap()
+        let mut w = crate::workload::minimal_for_tests();
+        w.producer.compression = crate::workload::Compression::Lz4;
+        w.producer.linger_ms = 5;
+        w.rdkafka.insert("linger.ms".into(), "20".into());
+        w
     }
 
     #[test]

@@ -673,22 +673,10 @@ mod tests {
     use super::*;
 
     fn workload(fraction: Option<f64>) -> Workload {
-        let mut w: Workload = toml::from_str(
-            r#"
-name = "t"
-duration_s = 5
-[topic]
-prefix = "bench-t"
-partitions = 4
-[records]
-size = { kind = "fixed", bytes = 100 }
-[producer]
-count = 2
-acks = "all"
-rate_records_s = 5000
-"#,
-        )
-        .unwrap();
+        let mut w = crate::workload::minimal_for_tests();
+        w.records.size = SizeSpec::Fixed { bytes: 100 };
+        w.producer.count = 2;
+        w.producer.rate_records_s = 5000;
         w.producer.rate_fraction_of_reference = fraction;
         w
     }

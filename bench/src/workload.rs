@@ -311,11 +311,17 @@ impl Workload {
     }
 }
 
+/// The smallest valid workload, for other modules' tests to adjust.
+#[cfg(test)]
+pub(crate) fn minimal_for_tests() -> Workload {
+    toml::from_str(tests::MINIMAL).expect("the test workload parses")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    pub(super) const MINIMAL: &str = r#"
 name = "t"
 duration_s = 5
 [topic]
