@@ -90,7 +90,7 @@ const HEAP_TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
 /// are copied into a new buffer per partition read (up to 8 MiB): with glibc's defaults each came from a new `mmap`
 /// or a regrown arena, and the kernel's page faults and page clearing were 21 % of a shard's samples during a
 /// catch-up. With these two settings the catch-up read 1080 -> 1444 MB/s at 0.86 -> 0.71 server cores (medians of 3
-/// alternating rounds, bench/README "Freed buffers"). The cost: up to 64 MiB of free memory per malloc arena stays
+/// alternating rounds, bench/EXPERIMENTS.md "Freed buffers"). The cost: up to 64 MiB of free memory per malloc arena stays
 /// in the process.
 fn keep_freed_buffers() {
     for (param, value, name) in [

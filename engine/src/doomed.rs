@@ -24,7 +24,7 @@ use std::time::Duration;
 
 /// Pause after each step of freeing a deleted partition's file: about 160 MB/s per shard. Nothing waits for this
 /// space, and freeing a 5 GB topic at the retention pace (10 ms, ~0.8 GB/s per shard) still put multi-second
-/// backlogs into the other partitions' produce in two runs of seven (bench/README, "Deleting a topic under load").
+/// backlogs into the other partitions' produce in two runs of seven (bench/EXPERIMENTS.md, "Deleting a topic under load").
 pub const DOOMED_SHRINK_PAUSE: Duration = Duration::from_millis(50);
 
 /// A shard's queue of deleted partition directories.

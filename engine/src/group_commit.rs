@@ -259,7 +259,7 @@ impl PartitionLog {
 /// once: that block, and the rest. The block is already written on disk, while the rest goes into blocks that are
 /// preallocated and still unwritten in a fresh segment. ext4 will not start one direct write that spans both kinds
 /// without blocking, so io_uring would hand every such commit to an io-wq worker thread; each half alone starts
-/// inline (bench/README.md, "Commit writes split at the rewritten block").
+/// inline (bench/EXPERIMENTS.md, "Commit writes split at the rewritten block").
 async fn write_commit(
     file: &DmaFile,
     mut buf: DmaBuffer,

@@ -7,7 +7,7 @@
 //! open), and the shard's housekeeping frees it here: truncated by [`SHRINK_STEP_BYTES`] at a time with
 //! [`SHRINK_PAUSE`] between steps, then unlinked (empty by then) and closed. One partition at a time per shard,
 //! since housekeeping walks partitions in turn. Measured at 307 MB/s with 256 MiB segments and retention by bytes
-//! (three waves of 16 deletions in 45 s; medians of 2 alternating rounds, bench/README.md): publish p99 472 ms
+//! (three waves of 16 deletions in 45 s; medians of 2 alternating rounds, bench/EXPERIMENTS.md): publish p99 472 ms
 //! unlinking at once, 5.6 ms freed in steps, 3.0 ms with no retention at all. DeleteRecords' files are freed at the next housekeeping pass
 //! (`retention_check_interval_ms`), as Kafka frees them after `file.delete.delay.ms`.
 //!

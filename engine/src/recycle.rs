@@ -3,7 +3,7 @@
 //! A commit into a fresh (fallocated, unwritten) extent makes its fdatasync write the extent's metadata before the
 //! cache flush; overwriting blocks that were written before does not. `pinlog-bench floor` on this project's
 //! hosts: at 650 MB/s the disk alone commits with p99 2.4–3.4 ms into fresh files and 0.9–1.1 ms over written
-//! ones (bench/README.md). And unlinking a written segment frees all of its blocks at once, which on a `discard`
+//! ones (bench/EXPERIMENTS.md). And unlinking a written segment frees all of its blocks at once, which on a `discard`
 //! mount stalls every other file's fdatasync (`reap.rs`). So a partition that has reached its retention writes
 //! its new segments into the files of the segments retention takes away, as PostgreSQL recycles its WAL files:
 //!

@@ -19,7 +19,7 @@ use std::rc::Rc;
 /// is 512 B). ext4 serves a direct write into preallocated blocks that is not aligned to its own block as an
 /// exclusive write that waits for the device (it may have to zero part of a block). io_uring runs such writes on
 /// its worker threads, and a shard's commits went through one of them, one after another. 8 files committing at
-/// once took 1.6x as long with 512 B alignment as with 4 KiB (bench/README "Commit writes aligned to the file
+/// once took 1.6x as long with 512 B alignment as with 4 KiB (bench/EXPERIMENTS.md "Commit writes aligned to the file
 /// system's block").
 pub const FS_BLOCK_BYTES: u64 = 4096;
 
@@ -290,7 +290,7 @@ pub async fn open_rw(path: &Path) -> io::Result<DmaFile> {
 /// completes only once its data, and the metadata needed to read it back, is on stable storage, as if an fdatasync
 /// followed it. The kernel issues that flush (or a FUA write) itself, inside the same io_uring operation, so a group
 /// commit is one operation and one wake-up of the shard instead of two. On this host's disk that cut the half-max
-/// publish p99 to 0.70 of write-then-fdatasync (bench/README.md, "Durable writes").
+/// publish p99 to 0.70 of write-then-fdatasync (bench/EXPERIMENTS.md, "Durable writes").
 pub async fn open_log(path: &Path, durable_writes: bool) -> io::Result<DmaFile> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true);

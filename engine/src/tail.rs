@@ -5,8 +5,8 @@
 //! Each produce request is copied once into one buffer (`chunk`); its batches are slices of it.
 //! A read is answered with a zero-copy slice of one chunk unless that chunk holds less than
 //! [`ZERO_COPY_RUN_MIN`] bytes of the answer. Copying a large read out of many chunks into a
-//! new buffer made a catch-up from a large tail slower than reading the disk (bench/README,
-//! "serving the catch-up from memory").
+//! new buffer made a catch-up from a large tail slower than reading the disk (bench/EXPERIMENTS.md,
+//! "Serving the catch-up from memory").
 
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
