@@ -72,7 +72,7 @@ trap 'stop_broker' EXIT
 # max-throughput result.
 run_workload() {
     local w="$1" name="$2" cmd="$3" port="$4" out="$5" ref="$6" data_dir="$data_root/$2" target status=0
-    local pid_args=() ref_args=()
+    local pid_args=() ref_args=() window_args=()
     [ -n "$ref" ] && [ -f "$ref" ] && ref_args=(--reference "$ref")
     if [ -z "$bootstrap" ]; then
         [ -n "$port" ] || port="$(free_port)"
@@ -82,9 +82,12 @@ run_workload() {
     else
         target="$bootstrap"
         mkdir -p "$data_dir"
+        # The broker's data is not on this data dir: its free space says nothing about the run's.
+        window_args=(--keep-window)
     fi
     "$bench_bin" run --workload "$w" --bootstrap "$target" --driver "$driver" --broker-name "$name" \
-        "${pid_args[@]}" --data-dir "$data_root" --out "$out" "${ref_args[@]}" "${extra[@]}" || status=$?
+        "${pid_args[@]}" "${window_args[@]}" --data-dir "$data_root" --out "$out" "${ref_args[@]}" "${extra[@]}" \
+        || status=$?
     [ -z "$bootstrap" ] && stop_broker
     rm -rf "$data_dir"
     if [ "$status" -ne 0 ]; then

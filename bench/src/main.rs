@@ -121,6 +121,10 @@ struct RunArgs {
     /// Skip the disk's latency floor that paced acks=all workloads measure before the run.
     #[arg(long)]
     no_disk_floor: bool,
+    /// Measure the whole window even where the data dir's free space may not hold what the broker writes (a broker
+    /// whose data lives elsewhere); without it the window is cut to fit.
+    #[arg(long)]
+    keep_window: bool,
 }
 
 fn run(args: RunArgs) -> Result<bool, BenchError> {
@@ -143,7 +147,13 @@ fn run(args: RunArgs) -> Result<bool, BenchError> {
         .as_deref()
         .map(BenchResult::load)
         .transpose()?;
-    runner::warn_if_disk_short(&workload, reference.as_ref(), &limits, &args.data_dir);
+    runner::fit_window_to_disk(
+        &mut workload,
+        reference.as_ref(),
+        &limits,
+        &args.data_dir,
+        args.keep_window,
+    )?;
     let disk_floor = if args.no_disk_floor {
         None
     } else {

@@ -85,30 +85,102 @@ pub fn bytes_written_bound(
     Some(workload.fill.bytes as f64 + rate_bytes_s * seconds)
 }
 
-/// Warns before the run when the data dir's file system may fill up during it: a full disk fails a max-rate run
-/// seconds in, after the limits and the warm-up were paid for. Only a warning, because the bound is loose (pinlog
-/// writes at 0.7 of fio's speed) and `--bootstrap` may name a broker whose data lives elsewhere.
-pub fn warn_if_disk_short(
+/// Share of the data dir's free space a run may fill: the broker's indexes and preallocation, the disk floor's files
+/// and everything else on the file system need the rest.
+const FREE_SPACE_SHARE: f64 = 0.9;
+/// Shortest measured window worth running when the disk cannot hold the workload's (or the workload's own, if shorter).
+const WINDOW_MIN_S: u64 = 5;
+
+/// What the data dir's free space allows of the workload's measured window.
+#[derive(Debug, PartialEq)]
+pub enum WindowFit {
+    /// The whole window fits, or nothing bounds what the run writes.
+    Whole,
+    /// The window cut to this many seconds fits.
+    Cut(u64),
+    /// Not even [`WINDOW_MIN_S`] fit after the fill and the warm-up.
+    TooLittle,
+}
+
+/// How much of the measured window fits in `free_bytes`, by [`bytes_written_bound`].
+pub fn window_that_fits(
     workload: &Workload,
     reference: Option<&BenchResult>,
     limits: &Limits,
-    data_dir: &Path,
-) {
+    free_bytes: u64,
+) -> WindowFit {
     let Some(bound) = bytes_written_bound(workload, reference, limits) else {
-        return;
+        return WindowFit::Whole;
     };
-    match disk_floor::free_bytes(data_dir) {
-        Ok(free) if (free as f64) < bound => eprintln!(
-            "bench: warning: {} has {:.1} GB free, and this run may write up to {:.1} GB (fill, then {} s at the \
-             offered rate or at fio's write speed); if the broker writes there, free space first (old data dirs \
-             under target/bench-data)",
-            data_dir.display(),
-            free as f64 / 1e9,
-            bound / 1e9,
-            workload.warmup_s + workload.duration_s
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!("bench: warning: free space of the data dir unknown: {e}"),
+    let usable = free_bytes as f64 * FREE_SPACE_SHARE;
+    if bound <= usable {
+        return WindowFit::Whole;
+    }
+    let fill = workload.fill.bytes as f64;
+    let rate_bytes_s = (bound - fill) / (workload.warmup_s + workload.duration_s) as f64;
+    if rate_bytes_s <= 0.0 || usable <= fill {
+        return WindowFit::TooLittle;
+    }
+    let fits_s = ((usable - fill) / rate_bytes_s).floor() - workload.warmup_s as f64;
+    if fits_s < WINDOW_MIN_S.min(workload.duration_s) as f64 {
+        WindowFit::TooLittle
+    } else {
+        WindowFit::Cut(fits_s as u64)
+    }
+}
+
+/// Fits the run to the data dir's free space before anything is paid for: a full disk fails a max-rate run seconds
+/// in, after the limits and the warm-up (the broker then refuses appends). The measured window is cut to what fits,
+/// and the run is refused where not even [`WINDOW_MIN_S`] fit. `keep_window` (a broker whose data lives elsewhere than
+/// `data_dir`) only warns. The bound is loose, since no broker writes faster than fio.
+pub fn fit_window_to_disk(
+    workload: &mut Workload,
+    reference: Option<&BenchResult>,
+    limits: &Limits,
+    data_dir: &Path,
+    keep_window: bool,
+) -> Result<(), BenchError> {
+    let free = match disk_floor::free_bytes(data_dir) {
+        Ok(free) => free,
+        Err(e) => {
+            eprintln!("bench: warning: free space of the data dir unknown: {e}");
+            return Ok(());
+        }
+    };
+    let fit = window_that_fits(workload, reference, limits, free);
+    if fit == WindowFit::Whole {
+        return Ok(());
+    }
+    let bound = bytes_written_bound(workload, reference, limits).unwrap_or_default();
+    let what = format!(
+        "{} has {:.1} GB free, and this run may write up to {:.1} GB (the fill, then {} s at the offered rate or at \
+         fio's write speed)",
+        data_dir.display(),
+        free as f64 / 1e9,
+        bound / 1e9,
+        workload.warmup_s + workload.duration_s
+    );
+    match fit {
+        _ if keep_window => {
+            eprintln!("bench: warning: {what}; --keep-window runs the whole window anyway");
+            Ok(())
+        }
+        WindowFit::Cut(seconds) => {
+            eprintln!(
+                "bench: {what}: the measured window is cut from {} s to {seconds} s so the disk does not fill \
+                 (--keep-window keeps it; free space under target/bench-data to measure the whole window)",
+                workload.duration_s
+            );
+            workload.duration_s = seconds;
+            Ok(())
+        }
+        _ => Err(BenchError::Workload {
+            path: workload.name.clone(),
+            reason: format!(
+                "{what}: not even {WINDOW_MIN_S} s of it fit; free space first (old data dirs under \
+                 target/bench-data)"
+            ),
+        }),
     }
 }
 
@@ -697,12 +769,16 @@ mod tests {
         );
     }
 
+    fn fio_writing_at(mb_s: f64) -> Limits {
+        Limits {
+            fio_seq_write_mb_s: Some(mb_s),
+            ..Limits::default()
+        }
+    }
+
     #[test]
     fn bytes_written_bound_takes_fio_speed_at_max_rate() {
-        let limits = Limits {
-            fio_seq_write_mb_s: Some(2000.0),
-            ..Limits::default()
-        };
+        let limits = fio_writing_at(2000.0);
         let mut w = workload(None);
         w.warmup_s = 3;
         // Paced: 5000 records/s of 100 B for 3 + 5 s.
@@ -721,6 +797,40 @@ mod tests {
         );
         w.producer.count = 0;
         assert_eq!(bytes_written_bound(&w, None, &limits), Some(1e6));
+    }
+
+    #[test]
+    fn the_window_is_cut_to_the_free_space_or_the_run_refused() {
+        let limits = fio_writing_at(1000.0);
+        let mut w = workload(None);
+        w.producer.rate_records_s = 0;
+        w.warmup_s = 10;
+        w.duration_s = 60;
+        // Max rate at fio's 1 GB/s: 70 GB for the whole run.
+        assert_eq!(
+            window_that_fits(&w, None, &limits, 100_000_000_000),
+            WindowFit::Whole
+        );
+        // 50 GB free: 45 GB usable, 10 s of warm-up, 35 s of window.
+        assert_eq!(
+            window_that_fits(&w, None, &limits, 50_000_000_000),
+            WindowFit::Cut(35)
+        );
+        assert_eq!(
+            window_that_fits(&w, None, &limits, 15_000_000_000),
+            WindowFit::TooLittle
+        );
+        w.fill.bytes = 40_000_000_000;
+        assert_eq!(
+            window_that_fits(&w, None, &limits, 50_000_000_000),
+            WindowFit::TooLittle,
+            "the fill takes the room"
+        );
+        assert_eq!(
+            window_that_fits(&w, None, &Limits::default(), 1),
+            WindowFit::Whole,
+            "no bound without fio's figure"
+        );
     }
 
     #[test]
