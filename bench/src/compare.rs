@@ -20,6 +20,12 @@ const METRICS: &[Metric] = &[
     ("publish p99 ms", |r| Some(r.publish_latency_ms.p99)),
     ("publish p99.9 ms", |r| Some(r.publish_latency_ms.p999)),
     ("publish max ms", |r| Some(r.publish_latency_ms.max)),
+    ("produce request round trip p50 ms", |r| {
+        r.produce_request_rtt_ms.map(|p| p.p50)
+    }),
+    ("produce request round trip p99 ms", |r| {
+        r.produce_request_rtt_ms.map(|p| p.p99)
+    }),
     ("end-to-end p50 ms", |r| Some(r.e2e_latency_ms.p50)),
     ("end-to-end p99 ms", |r| Some(r.e2e_latency_ms.p99)),
     ("end-to-end p99.9 ms", |r| Some(r.e2e_latency_ms.p999)),

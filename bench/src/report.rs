@@ -90,10 +90,14 @@ pub fn summary(r: &BenchResult) -> String {
         "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "latency ms", "p50", "p90", "p99", "p99.9", "max", "samples"
     );
-    for (name, p) in [
-        ("publish (send->ack)", &r.publish_latency_ms),
-        ("end-to-end", &r.e2e_latency_ms),
-    ] {
+    let rows = [
+        Some(("publish (send->ack)", &r.publish_latency_ms)),
+        r.produce_request_rtt_ms
+            .as_ref()
+            .map(|p| ("  request round trip", p)),
+        Some(("end-to-end", &r.e2e_latency_ms)),
+    ];
+    for (name, p) in rows.into_iter().flatten() {
         let _ = writeln!(
             out,
             "{name:<22} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10}",

@@ -48,6 +48,10 @@ pub struct BenchResult {
     /// The fill phase (catch-up workloads), produced at max rate before consumers start.
     pub fill: Option<Throughput>,
     pub publish_latency_ms: Percentiles,
+    /// Produce request written -> its answer read, once per record it carried: the broker's share of a publish (the
+    /// rest is the record's wait in the client). The native driver only; librdkafka's requests are not the bench's.
+    #[serde(default)]
+    pub produce_request_rtt_ms: Option<Percentiles>,
     pub e2e_latency_ms: Percentiles,
     pub publish_latency_curve: Vec<CurvePoint>,
     pub e2e_latency_curve: Vec<CurvePoint>,
@@ -252,6 +256,7 @@ impl BenchResult {
         {
             problems.push("no publish latency samples".into());
         }
+        problems.extend(self.request_rtt_problems());
         if produces && self.produce_to_disk_ratio.is_none() {
             problems.push("produce_to_disk_ratio missing".into());
         }
@@ -276,6 +281,38 @@ impl BenchResult {
                 "{} produce and {} consume errors: {:?}",
                 self.produce.errors, self.consume.errors, self.errors
             ));
+        }
+        problems
+    }
+
+    /// A native run that had acknowledgements measures each request's round trip for the same records as the
+    /// publish latency, and a record's round trip is part of its publish: every percentile is at most the publish's.
+    fn request_rtt_problems(&self) -> Vec<String> {
+        let publish = &self.publish_latency_ms;
+        let Some(rtt) = &self.produce_request_rtt_ms else {
+            return if self.driver == "native" && publish.count > 0 {
+                vec!["produce_request_rtt_ms missing from a native run with publish latency".into()]
+            } else {
+                Vec::new()
+            };
+        };
+        let mut problems = Vec::new();
+        if rtt.count != publish.count {
+            problems.push(format!(
+                "produce_request_rtt_ms counts {} records, publish_latency_ms {}",
+                rtt.count, publish.count
+            ));
+        }
+        for (name, r, p) in [
+            ("p50", rtt.p50, publish.p50),
+            ("p99", rtt.p99, publish.p99),
+            ("max", rtt.max, publish.max),
+        ] {
+            if r > p {
+                problems.push(format!(
+                    "produce request round trip {name} {r} ms above the publish latency's {p} ms"
+                ));
+            }
         }
         problems
     }
@@ -364,6 +401,10 @@ count = 1
         consume: Throughput::over(300_000, 307_200_000, 0, 3.0),
         fill: None,
         publish_latency_ms: latency,
+        produce_request_rtt_ms: Some(Percentiles {
+            p50: latency.p50 / 2.0,
+            ..latency
+        }),
         e2e_latency_ms: latency,
         publish_latency_curve: curve.clone(),
         e2e_latency_curve: curve,
@@ -442,6 +483,31 @@ mod tests {
             !r.completeness_problems().is_empty(),
             "nothing consumed stays a gap"
         );
+    }
+
+    #[test]
+    fn a_request_round_trip_is_checked_against_its_publish_latency() {
+        let mut r = sample_result();
+        let rtt = r.produce_request_rtt_ms.unwrap();
+        r.produce_request_rtt_ms = Some(Percentiles {
+            count: rtt.count - 1,
+            p99: r.publish_latency_ms.p99 + 0.5,
+            ..rtt
+        });
+        let problems = r.completeness_problems().join("; ");
+        assert!(problems.contains("counts 99 records"), "{problems}");
+        assert!(problems.contains("round trip p99"), "{problems}");
+        assert!(!problems.contains("round trip p50"), "{problems}");
+
+        r.produce_request_rtt_ms = None;
+        let problems = r.completeness_problems().join("; ");
+        assert!(
+            problems.contains("produce_request_rtt_ms missing"),
+            "{problems}"
+        );
+        // librdkafka's requests are not the bench's to time: no round trip is expected from it.
+        r.driver = "rdkafka".into();
+        assert!(r.completeness_problems().is_empty());
     }
 
     #[test]

@@ -617,9 +617,11 @@ fn build_result(
 ) -> BenchResult {
     let w = &opts.workload;
     let mut publish = Recorder::default();
+    let mut request_rtt = Recorder::default();
     let mut e2e = Recorder::default();
     for r in &measured.reports {
         publish.merge(&r.publish);
+        request_rtt.merge(&r.request_rtt);
         e2e.merge(&r.e2e);
         errors.extend(r.first_error.clone());
     }
@@ -728,6 +730,7 @@ fn build_result(
         consume: measured.consume,
         fill,
         publish_latency_ms,
+        produce_request_rtt_ms: (request_rtt.count() > 0).then(|| request_rtt.percentiles()),
         e2e_latency_ms: e2e.percentiles(),
         publish_latency_curve: publish.curve(),
         e2e_latency_curve: e2e.curve(),

@@ -104,18 +104,31 @@ impl Default for Recorder {
 }
 
 impl Recorder {
-    /// Records `done_us - stamp_us` if the stamp is inside the measured window.
-    pub fn record(&mut self, live: &Live, stamp_us: u64, done_us: u64) {
+    /// Records `done_us - stamp_us` if the stamp is inside the measured window; returns whether it counted.
+    pub fn record(&mut self, live: &Live, stamp_us: u64, done_us: u64) -> bool {
         let Some(second) = live.second_of(stamp_us) else {
-            return;
+            return false;
         };
-        let latency = done_us.saturating_sub(stamp_us).clamp(1, LATENCY_US_MAX);
-        self.window.saturating_record(latency);
+        self.add(second, done_us.saturating_sub(stamp_us), 1);
+        true
+    }
+
+    /// Records `latency_us` `n` times, in the second of `stamp_us`, if that stamp is inside the measured window: one
+    /// request's figure weighted by the records it carried.
+    pub fn record_n(&mut self, live: &Live, stamp_us: u64, latency_us: u64, n: u64) {
+        if let (Some(second), true) = (live.second_of(stamp_us), n > 0) {
+            self.add(second, latency_us, n);
+        }
+    }
+
+    fn add(&mut self, second: usize, latency_us: u64, n: u64) {
+        let latency = latency_us.clamp(1, LATENCY_US_MAX);
+        self.window.saturating_record_n(latency, n);
         if second < SERIES_SECONDS_MAX {
             if self.seconds.len() <= second {
                 self.seconds.resize_with(second + 1, second_histogram);
             }
-            self.seconds[second].saturating_record(latency);
+            self.seconds[second].saturating_record_n(latency, n);
         }
     }
 
@@ -225,6 +238,9 @@ pub struct CurvePoint {
 pub struct WorkerReport {
     /// Send -> acknowledged (producers).
     pub publish: Recorder,
+    /// Produce request written -> its answer read, once per record it carried (native producer). A publish is this
+    /// plus the record's wait in the client: linger, a full batch, the in-flight window.
+    pub request_rtt: Recorder,
     /// Stamp in the record -> consumed (consumers).
     pub e2e: Recorder,
     /// First error the thread saw, for the report.
@@ -280,6 +296,23 @@ mod tests {
         assert!(per_second[0].is_some() && per_second[1].is_none() && per_second[2].is_some());
         let (p50, _) = per_second[2].unwrap();
         assert!((p50 - 4.0).abs() < 0.05, "{p50}");
+    }
+
+    #[test]
+    fn a_request_figure_counts_once_per_record_it_carried() {
+        let live = live_window(10_000_000, 20_000_000);
+        let mut r = Recorder::default();
+        assert!(r.record(&live, 10_000_000, 10_004_000));
+        r.record_n(&live, 10_000_000, 1_000, 3);
+        r.record_n(&live, 10_000_000, 9_000, 0);
+        r.record_n(&live, 25_000_000, 9_000, 5);
+        let p = r.percentiles();
+        assert_eq!(p.count, 4);
+        assert!(
+            (p.p50 - 1.0).abs() < 0.01 && (p.max - 4.0).abs() < 0.01,
+            "{p:?}"
+        );
+        assert!(!r.record(&live, 9_000_000, 10_000_000));
     }
 
     #[test]

@@ -39,6 +39,8 @@ struct InFlight {
     bytes: u64,
     /// Send stamps of its records, for publish latency.
     stamps: Vec<u64>,
+    /// When the request was written to the connection (µs since the epoch), for its round trip.
+    written_us: u64,
 }
 
 /// A connection to one leader: the writing half and the reader thread.
@@ -95,6 +97,7 @@ pub fn produce(job: &ProduceJob<'_>, live: &Live) -> Result<WorkerReport, BenchE
             match pipe.reader.join() {
                 Ok(Ok(acked)) => {
                     report.publish.merge(&acked.publish);
+                    report.request_rtt.merge(&acked.request_rtt);
                     if let Some(e) = acked.first_error {
                         report.note_error(|| e);
                     }
@@ -187,6 +190,7 @@ fn send_batch(
     let addr = &job.layout.brokers[&job.layout.leaders[partition]];
     let pipe = pipes.get_mut(addr).expect("a pipe per leader");
     let correlation_id = pipe.sender.send(ApiKey::Produce, &request)?;
+    let written_us = now_micros();
     if job.workload.producer.acks == Acks::None {
         // No response will come: the send is all there is to count.
         live.add_produced(records, bytes);
@@ -198,6 +202,7 @@ fn send_batch(
         records,
         bytes,
         stamps: std::mem::take(stamps),
+        written_us,
     };
     if pipe.in_flight.send(entry).is_err() {
         // The reader ended; its error is reported when it is joined.
@@ -229,8 +234,17 @@ fn read_acks(
         match refusal(&answer) {
             None => {
                 live.add_produced(entry.records, entry.bytes);
+                let (mut measured, mut first_measured) = (0, None);
                 for &stamp in &entry.stamps {
-                    report.publish.record(live, stamp, done);
+                    if report.publish.record(live, stamp, done) {
+                        measured += 1;
+                        first_measured.get_or_insert(stamp);
+                    }
+                }
+                // Weighted by the records measured, so its percentiles sit beside the publish latency's.
+                if let Some(stamp) = first_measured {
+                    let rtt = done.saturating_sub(entry.written_us);
+                    report.request_rtt.record_n(live, stamp, rtt, measured);
                 }
             }
             Some(why) => {
