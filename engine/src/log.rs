@@ -533,8 +533,63 @@ impl PartitionLog {
         self.inner.borrow().commits
     }
 
+    /// What a read can answer without the disk: an offset out of range, nothing past `offset` yet, or records still
+    /// in the tail cache. `None` when the records are on disk only (`read` goes on there). A consumer tailing many
+    /// partitions is answered here every time, with no task per partition.
+    pub fn read_in_memory(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Option<Result<ReadOutcome, ReadError>> {
+        let (hw, log_start) = match self.read_bounds(offset) {
+            Ok(bounds) => bounds,
+            Err(err) => return Some(Err(err)),
+        };
+        let outcome = |records| ReadOutcome {
+            records,
+            high_watermark: hw,
+            log_start_offset: log_start,
+        };
+        if offset == hw {
+            return Some(Ok(outcome(Bytes::new())));
+        }
+        let cached = self.inner.borrow().tail.read(offset, hw, max_bytes);
+        cached.map(|records| Ok(outcome(records)))
+    }
+
     /// Whole batches from the one containing `offset`, up to `max_bytes` (first batch whole).
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, ReadError> {
+        if let Some(answer) = self.read_in_memory(offset, max_bytes) {
+            return answer;
+        }
+        // Nothing was awaited since `read_in_memory`: the same bounds, and `offset` is below the high watermark.
+        let (hw, log_start) = self.read_bounds(offset)?;
+        let outcome = |records| ReadOutcome {
+            records,
+            high_watermark: hw,
+            log_start_offset: log_start,
+        };
+        let mut offset = offset;
+        loop {
+            let (file, start, limit, next_base) = self.locate(offset)?;
+            let records =
+                read_from_file(&file, &self.readahead, start, limit, offset, hw, max_bytes).await?;
+            match next_base {
+                // Compaction emptied the rest of this segment: go on with the next one.
+                Some(next) if records.is_empty() && next < hw => {
+                    offset = next;
+                    let cached = self.inner.borrow().tail.read(offset, hw, max_bytes);
+                    if let Some(records) = cached {
+                        return Ok(outcome(records));
+                    }
+                }
+                _ => return Ok(outcome(records)),
+            }
+        }
+    }
+
+    /// `(high watermark, log start)` if `offset` may be read, else OFFSET_OUT_OF_RANGE.
+    fn read_bounds(&self, offset: i64) -> Result<(i64, i64), ReadError> {
         let hw = self.high_watermark();
         let log_start = self.log_start_offset();
         if offset < log_start || offset > hw {
@@ -544,29 +599,7 @@ impl PartitionLog {
                 hw,
             });
         }
-        let outcome = |records| ReadOutcome {
-            records,
-            high_watermark: hw,
-            log_start_offset: log_start,
-        };
-        if offset == hw {
-            return Ok(outcome(Bytes::new()));
-        }
-        let mut offset = offset;
-        loop {
-            let cached = self.inner.borrow().tail.read(offset, hw, max_bytes);
-            if let Some(records) = cached {
-                return Ok(outcome(records));
-            }
-            let (file, start, limit, next_base) = self.locate(offset)?;
-            let records =
-                read_from_file(&file, &self.readahead, start, limit, offset, hw, max_bytes).await?;
-            match next_base {
-                // Compaction emptied the rest of this segment: go on with the next one.
-                Some(next) if records.is_empty() && next < hw => offset = next,
-                _ => return Ok(outcome(records)),
-            }
-        }
+        Ok((hw, log_start))
     }
 
     /// File, index-located scan start and written length of the segment holding `offset`

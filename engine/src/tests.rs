@@ -253,6 +253,52 @@ fn kip74_first_batch_whole_and_max_bytes() {
     });
 }
 
+/// A tailing read is answered without a task (the fetch path's fast path): memory answers the end of the log, the
+/// tail cache and offsets out of range, and only records on disk alone are left to `read`, with the same answers.
+#[test]
+fn memory_answers_what_it_holds_and_leaves_the_disk_to_read() {
+    run(|| async {
+        let dir = temp_dir();
+        let cached = LogConfig {
+            tail_cache_bytes: 1 << 20,
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path(), cached).await.unwrap();
+        let batches: Vec<u8> = [build_batch(2, 500, 1), build_batch(1, 300, 2)].concat();
+        log.append_slice(&batches, 0, 0).unwrap();
+        timeout(log.wait_durable(2)).await.unwrap();
+        let from_memory = log.read_in_memory(0, 1 << 20).expect("in the tail cache");
+        let from_memory = from_memory.unwrap().records;
+        assert_eq!(from_memory.len(), batches.len());
+        let at_end = log.read_in_memory(3, 100).expect("the end").unwrap();
+        assert!(at_end.records.is_empty());
+        assert_eq!((at_end.high_watermark, at_end.log_start_offset), (3, 0));
+        for beyond in [-1, 4] {
+            let refused = log.read_in_memory(beyond, 100).expect("out of range");
+            assert!(matches!(refused, Err(ReadError::OffsetOutOfRange { .. })));
+        }
+        log.close().await.unwrap();
+
+        // Reopened without a tail cache: the records are on disk only.
+        let log = PartitionLog::open(dir.path(), small_config())
+            .await
+            .unwrap();
+        assert!(log.read_in_memory(0, 1 << 20).is_none());
+        assert!(log.read_in_memory(2, 1 << 20).is_none());
+        let from_disk = log.read(0, 1 << 20).await.unwrap();
+        assert!(
+            from_disk.records == from_memory,
+            "the same bytes from the disk"
+        );
+        let at_end = log
+            .read_in_memory(3, 100)
+            .expect("the end needs no disk")
+            .unwrap();
+        assert!(at_end.records.is_empty() && at_end.high_watermark == 3);
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn bad_batches_rejected_and_nothing_appended() {
     run(|| async {

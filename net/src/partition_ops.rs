@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use pinlog_engine::PartitionLog;
+use pinlog_engine::{PartitionLog, ReadError, ReadOutcome};
 
 use crate::codes;
 
@@ -128,6 +128,39 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The reply to `op` if it is a read that memory answers (see `PartitionLog::read_in_memory`): no task needed.
+pub fn run_in_memory(log: &PartitionLog, op: &PartitionOp) -> Option<PartitionReply> {
+    let PartitionOp::Read { offset, max_bytes } = *op else {
+        return None;
+    };
+    let read = log.read_in_memory(offset, max_bytes)?;
+    Some(read_reply(log, offset, read))
+}
+
+fn read_reply(
+    log: &PartitionLog,
+    offset: i64,
+    read: Result<ReadOutcome, ReadError>,
+) -> PartitionReply {
+    match read {
+        Ok(read) => PartitionReply::Read {
+            error_code: codes::NONE,
+            high_watermark: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+            records: read.records,
+        },
+        Err(err) => {
+            tracing::debug!(%err, offset, "read refused");
+            PartitionReply::Read {
+                error_code: err.kafka_code(),
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                records: Bytes::new(),
+            }
+        }
+    }
+}
+
 /// Runs `op` on a partition this shard owns and has open.
 pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> PartitionReply {
     match op {
@@ -136,23 +169,9 @@ pub async fn run(log: Rc<PartitionLog>, leader_epoch: i32, op: PartitionOp) -> P
             acks,
             timeout,
         } => produce(&log, leader_epoch, records, acks, timeout).await,
-        PartitionOp::Read { offset, max_bytes } => match log.read(offset, max_bytes).await {
-            Ok(read) => PartitionReply::Read {
-                error_code: codes::NONE,
-                high_watermark: read.high_watermark,
-                log_start_offset: read.log_start_offset,
-                records: read.records,
-            },
-            Err(err) => {
-                tracing::debug!(%err, offset, "read refused");
-                PartitionReply::Read {
-                    error_code: err.kafka_code(),
-                    high_watermark: log.high_watermark(),
-                    log_start_offset: log.log_start_offset(),
-                    records: Bytes::new(),
-                }
-            }
-        },
+        PartitionOp::Read { offset, max_bytes } => {
+            read_reply(&log, offset, log.read(offset, max_bytes).await)
+        }
         PartitionOp::ListOffset { timestamp } => list_offset(&log, timestamp).await,
         PartitionOp::DeleteRecords { offset, timeout } => {
             let deleted = glommio::timer::timeout(timeout, async {
