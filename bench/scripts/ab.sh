@@ -28,7 +28,9 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$workload" ] || { echo "ab: give one workload file" >&2; exit 2; }
 
-cargo build --release -q -p pinlog --bin pinlog -p pinlog-bench
+# Two commands: `--bin pinlog` would apply to both packages and leave pinlog-bench unbuilt (stale).
+cargo build --release -q -p pinlog --bin pinlog
+cargo build --release -q -p pinlog-bench
 bench_bin="$bench_repo/target/release/pinlog-bench"
 out_dir="target/bench-ab/$(date -u +%Y%m%dT%H%M%SZ)"
 data_root="$bench_repo/target/bench-data/ab-$$"
