@@ -1,7 +1,7 @@
 //! The state one shard's request handlers share: configuration, the partition table, the metadata view and the
 //! mesh to the other shards. One `ShardContext` per executor, shared as `Rc`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -65,6 +65,8 @@ pub struct ShardContext {
     pub producer_ids: crate::api::producer_ids::ProducerIdBlock,
     /// The consumer groups of the `__consumer_offsets` partitions this shard owns.
     pub groups: Rc<crate::group::Coordinator>,
+    /// Incremental fetch sessions of this shard's connections (never borrowed across an await).
+    pub fetch_sessions: RefCell<crate::fetch_session::FetchSessions>,
 }
 
 impl ShardContext {

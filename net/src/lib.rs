@@ -22,6 +22,7 @@ pub mod codes;
 pub mod config_keys;
 pub mod connection;
 pub mod context;
+pub mod fetch_session;
 pub mod frame;
 pub mod group;
 pub mod mesh;

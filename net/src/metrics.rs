@@ -29,6 +29,9 @@ pub struct ShardMetrics {
     /// Retried idempotent batches answered with their original offsets instead of being appended again.
     pub produce_duplicate_batches_total: AtomicU64,
     pub fetch_bytes_total: AtomicU64,
+    /// Incremental fetch sessions held, and those evicted to make room for new ones.
+    pub fetch_sessions: AtomicU64,
+    pub fetch_session_evictions_total: AtomicU64,
     pub partitions_open: AtomicU64,
     requests_total: [AtomicU64; SUPPORTED_APIS.len()],
     request_latency: [LatencyHistogram; SUPPORTED_APIS.len()],
@@ -61,7 +64,7 @@ type StorageValue = fn(&StorageMetrics) -> &AtomicU64;
 /// Renders every shard's metrics in the Prometheus text exposition format.
 pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
     let mut out = String::new();
-    let gauges: [(&str, &str, Field); 9] = [
+    let gauges: [(&str, &str, Field); 11] = [
         ("pinlog_connections_open", "gauge", |m| &m.connections_open),
         ("pinlog_connections_refused_total", "counter", |m| {
             &m.connections_refused_total
@@ -81,6 +84,10 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
         }),
         ("pinlog_fetch_bytes_total", "counter", |m| {
             &m.fetch_bytes_total
+        }),
+        ("pinlog_fetch_sessions", "gauge", |m| &m.fetch_sessions),
+        ("pinlog_fetch_session_evictions_total", "counter", |m| {
+            &m.fetch_session_evictions_total
         }),
         ("pinlog_partitions_open", "gauge", |m| &m.partitions_open),
     ];

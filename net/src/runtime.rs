@@ -16,6 +16,7 @@ use pinlog_engine::ShardStorage;
 use pinlog_raft_shard::{MetadataClient, MetadataSnapshot, ShardLink};
 
 use crate::context::{NetConfig, ShardContext};
+use crate::fetch_session::FetchSessions;
 use crate::mesh::{serve_peer, Mesh, MeshEndpoints};
 use crate::metrics::ShardMetrics;
 use crate::route::open_local;
@@ -78,6 +79,7 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
         producer_ids: Default::default(),
         metrics: params.metrics,
         groups,
+        fetch_sessions: RefCell::new(FetchSessions::new(params.shard_id, params.shard_count)),
     });
     for (peer, receiver) in peers {
         glommio::spawn_local(serve_peer(Rc::downgrade(&ctx), peer, receiver)).detach();

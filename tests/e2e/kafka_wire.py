@@ -706,30 +706,34 @@ class WireClient:
     # -- Fetch v11
 
     def fetch(self, topic: str, partitions: dict[int, tuple[int, int]], max_wait_ms: int = 0, min_bytes: int = 1,
-              max_bytes: int = 50 * 1024 * 1024, timeout: Optional[float] = None) -> dict:
-        """Fetch v11 for {partition: (fetch_offset, partition_max_bytes)}. Returns
-        {"error_code", "partitions": {p: {"error_code", "high_watermark", "log_start_offset", "records"}}}."""
+              max_bytes: int = 50 * 1024 * 1024, timeout: Optional[float] = None, session_id: int = 0,
+              session_epoch: int = -1, forgotten: Sequence[int] = ()) -> dict:
+        """Fetch v11 for {partition: (fetch_offset, partition_max_bytes)}; by default a full fetch outside any
+        session (KIP-227: epoch 0 opens one, epoch > 0 is incremental in `session_id`, `forgotten` leave it).
+        Returns {"error_code", "session_id",
+        "partitions": {p: {"error_code", "high_watermark", "log_start_offset", "records"}}}."""
         body = Writer()
         body.i32(-1)  # replica id
         body.i32(max_wait_ms)
         body.i32(min_bytes)
         body.i32(max_bytes)
         body.i8(0)  # isolation level: read uncommitted
-        body.i32(0)  # session id
-        body.i32(-1)  # session epoch: full fetch, no session
+        body.i32(session_id)
+        body.i32(session_epoch)
 
         def part(w: Writer, item: tuple[int, tuple[int, int]]) -> None:
             p, (offset, pmax) = item
             w.i32(p).i32(-1).i64(offset).i64(-1).i32(pmax)
 
         body.array([(topic, sorted(partitions.items()))], lambda w, t: (w.string(t[0]), w.array(t[1], part)))
-        body.array([], None)  # forgotten topics
+        gone = [(topic, list(forgotten))] if forgotten else []
+        body.array(gone, lambda w, t: (w.string(t[0]), w.array(t[1], lambda x, p: x.i32(p))))
         body.string("")  # rack id
         wait = timeout if timeout is not None else max_wait_ms / 1000 + self.timeout
         r = self.request(API_FETCH, 11, body.getvalue(), timeout=wait)
         r.i32()  # throttle
         error_code = r.i16()
-        r.i32()  # session id
+        answered_session = r.i32()
 
         def partition(x: Reader) -> dict:
             d = {
@@ -748,7 +752,7 @@ class WireClient:
         for _name, parts in r.array(lambda x: (x.string(), x.array(partition))):
             for d in parts:
                 out[d["partition"]] = d
-        return {"error_code": error_code, "partitions": out}
+        return {"error_code": error_code, "session_id": answered_session, "partitions": out}
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -3,7 +3,12 @@
 //!
 //! Start positions come from ListOffsets (log end for `start = "latest"`, log start for `"earliest"`); the consumer
 //! counts itself ready only once it has them, so the runner can start producers knowing nothing is missed.
+//!
+//! Fetches go through an incremental fetch session (KIP-227) where the broker grants one, as the Java consumer's do:
+//! a fetch names only the partitions whose position moved, and the answer has only the partitions with news. A broker
+//! that grants none (session id 0) gets full fetches.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
 
@@ -79,6 +84,17 @@ fn consume_from(
         live.wait_for_window();
     }
     let name = TopicName(StrBytes::from_string(topic.clone()));
+    let index: HashMap<i32, usize> = partitions
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| (p, i))
+        .collect();
+    // Sessions exist from Fetch v7; an older broker gets the full fetches of epoch -1.
+    let mut session = if conn.version(ApiKey::Fetch)? >= 7 {
+        Session::default()
+    } else {
+        Session::off()
+    };
     let mut report = WorkerReport::default();
     loop {
         if live.stopped() {
@@ -89,39 +105,46 @@ fn consume_from(
                 break;
             }
         }
+        let named = session.to_name(&positions);
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(FETCH_MAX_WAIT_MS)
             .with_min_bytes(1)
             .with_max_bytes(spec.fetch_max_bytes)
             .with_isolation_level(0)
-            .with_session_epoch(-1)
+            .with_session_id(session.id)
+            .with_session_epoch(session.epoch)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(name.clone())
                 .with_partitions(
-                    partitions
+                    named
                         .iter()
-                        .zip(&positions)
-                        .map(|(&p, &offset)| {
+                        .map(|&i| {
                             FetchPartition::default()
-                                .with_partition(p)
+                                .with_partition(partitions[i])
                                 .with_current_leader_epoch(-1)
-                                .with_fetch_offset(offset)
+                                .with_fetch_offset(positions[i])
                                 .with_log_start_offset(-1)
                                 .with_partition_max_bytes(spec.partition_max_bytes)
                         })
                         .collect(),
                 )]);
         let answer = conn.call(ApiKey::Fetch, &request)?;
+        if SESSION_LOST.contains(&answer.error_code) {
+            // Evicted, or out of step: start a new session with a full fetch, as Kafka clients do.
+            session = Session::default();
+            continue;
+        }
         if answer.error_code != 0 {
             return Err(BenchError::Broker {
                 what: "Fetch".into(),
                 code: answer.error_code,
             });
         }
+        session.answered(answer.session_id, &named, &positions);
         let done = now_micros();
         for part in answer.responses.iter().flat_map(|t| &t.partitions) {
-            let Some(i) = partitions.iter().position(|&p| p == part.partition_index) else {
+            let Some(&i) = index.get(&part.partition_index) else {
                 continue;
             };
             if part.error_code != 0 {
@@ -141,6 +164,61 @@ fn consume_from(
         }
     }
     Ok(report)
+}
+
+/// FETCH_SESSION_ID_NOT_FOUND and INVALID_FETCH_SESSION_EPOCH: the session is gone.
+const SESSION_LOST: [i16; 2] = [70, 71];
+
+/// This connection's incremental fetch session: its id (0 = none yet), the epoch of the next fetch, and the position
+/// the broker holds for each partition (`None` before the session has it).
+#[derive(Debug, Default)]
+struct Session {
+    id: i32,
+    epoch: i32,
+    known: Vec<Option<i64>>,
+    /// A broker before Fetch v7: full fetches outside any session (epoch -1).
+    off: bool,
+}
+
+impl Session {
+    fn off() -> Session {
+        Session {
+            epoch: -1,
+            off: true,
+            ..Session::default()
+        }
+    }
+
+    /// The partitions (indices) the next fetch names: all of them to open a session, else those that moved.
+    fn to_name(&self, positions: &[i64]) -> Vec<usize> {
+        (0..positions.len())
+            .filter(|&i| self.id == 0 || self.known.get(i).copied().flatten() != Some(positions[i]))
+            .collect()
+    }
+
+    /// After a successful fetch that named `named` at `positions`: the broker's session id (0 = it keeps none, so
+    /// the next fetch asks again with a full one) and what it now holds.
+    fn answered(&mut self, id: i32, named: &[usize], positions: &[i64]) {
+        if self.off {
+            return;
+        }
+        if id == 0 {
+            *self = Session::default();
+            return;
+        }
+        if self.id != id {
+            self.known = vec![None; positions.len()];
+        }
+        for &i in named {
+            self.known[i] = Some(positions[i]);
+        }
+        self.id = id;
+        self.epoch = if self.epoch == i32::MAX {
+            1
+        } else {
+            self.epoch + 1
+        };
+    }
 }
 
 /// Counts the records of the complete batches in `records` at or after `position`; returns the next position.
@@ -192,6 +270,43 @@ mod tests {
         let mut bytes = b.finish().to_vec();
         bytes[0..8].copy_from_slice(&base.to_be_bytes());
         bytes
+    }
+
+    #[test]
+    fn a_session_names_only_moved_partitions_and_restarts_when_refused() {
+        let mut session = Session::default();
+        let positions = vec![5, 7, 9];
+        assert_eq!(
+            session.to_name(&positions),
+            vec![0, 1, 2],
+            "a full fetch opens it"
+        );
+        assert_eq!(session.epoch, 0);
+        session.answered(42, &[0, 1, 2], &positions);
+        assert_eq!((session.id, session.epoch), (42, 1));
+        assert!(
+            session.to_name(&positions).is_empty(),
+            "nothing moved, nothing named"
+        );
+        let moved = vec![5, 8, 9];
+        assert_eq!(session.to_name(&moved), vec![1]);
+        session.answered(42, &[1], &moved);
+        assert_eq!(session.epoch, 2);
+        assert!(session.to_name(&moved).is_empty());
+        session.answered(0, &[], &moved);
+        assert_eq!(
+            (session.id, session.epoch),
+            (0, 0),
+            "no session granted: full fetches again"
+        );
+        assert_eq!(session.to_name(&moved), vec![0, 1, 2]);
+
+        let mut old_broker = Session::off();
+        old_broker.answered(0, &[0, 1, 2], &moved);
+        assert_eq!(
+            (old_broker.epoch, old_broker.to_name(&moved).len()),
+            (-1, 3)
+        );
     }
 
     #[test]

@@ -8,7 +8,6 @@
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,25 +15,17 @@ use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, TopicName};
+use kafka_protocol::messages::BrokerId;
 
 use crate::codes;
 use crate::context::ShardContext;
+use crate::fetch_session::{self, FetchPosition, SessionAsk};
 use crate::partition_ops::{PartitionOp, PartitionReply, PartitionRequest};
 use crate::route;
 use crate::shard_call::WaitWant;
 
 /// Longest long-poll pinlog honours, whatever the client asks.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
-
-struct Wanted {
-    topic: TopicName,
-    /// The topic's name for the partition ops, allocated once per topic of the request.
-    topic_key: Arc<str>,
-    partition: i32,
-    offset: i64,
-    max_bytes: usize,
-}
 
 struct Got {
     error_code: i16,
@@ -43,7 +34,7 @@ struct Got {
     records: Bytes,
 }
 
-pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchResponse {
+pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest, version: i16) -> FetchResponse {
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -52,23 +43,16 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchRespon
     } else {
         usize::MAX
     };
-    let wanted: Vec<Wanted> = request
-        .topics
+    let (session, wanted) = match session_partitions(&ctx, &request, version) {
+        Ok(planned) => planned,
+        Err(code) => return FetchResponse::default().with_error_code(code),
+    };
+    let partition_limits: Vec<usize> = wanted
         .iter()
-        .flat_map(|t| {
-            let topic_key: Arc<str> = Arc::from(t.topic.0.as_str());
-            t.partitions.iter().map(move |p| Wanted {
-                topic: t.topic.clone(),
-                topic_key: topic_key.clone(),
-                partition: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
-            })
-        })
+        .map(|w| w.partition_max_bytes.min(max_bytes))
         .collect();
-    let partition_limits: Vec<usize> = wanted.iter().map(|w| w.max_bytes).collect();
     loop {
-        let mut got = read_all(&ctx, &wanted).await;
+        let mut got = read_all(&ctx, &wanted, &partition_limits).await;
         apply_response_limit(&mut got, &partition_limits, max_bytes);
         let bytes: usize = got.iter().map(|g| g.records.len()).sum();
         let failed = got.iter().any(|g| g.error_code != codes::NONE);
@@ -77,21 +61,93 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest) -> FetchRespon
             ctx.metrics
                 .fetch_bytes_total
                 .fetch_add(bytes as u64, Relaxed);
-            return response(wanted, got);
+            return answer(&ctx, session, wanted, got);
         }
         wait_for_any(&ctx, &wanted, &got, deadline - now).await;
     }
 }
 
-async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted]) -> Vec<Got> {
+/// A fetch's session, if it has one: `(id, incremental)`.
+type SessionUse = Option<(i32, bool)>;
+
+/// The partitions to read: the request's, or for an incremental fetch its whole session's. Opens, advances or
+/// closes the session as the request asks (KIP-227); the error is the code of a session that is gone or out of step.
+fn session_partitions(
+    ctx: &ShardContext,
+    request: &FetchRequest,
+    version: i16,
+) -> Result<(SessionUse, Vec<FetchPosition>), i16> {
+    let now = Instant::now();
+    let mut sessions = ctx.fetch_sessions.borrow_mut();
+    let ask = SessionAsk::of(version, request.session_id, request.session_epoch);
+    if let SessionAsk::Sessionless { close: Some(id) } | SessionAsk::Open { close: Some(id) } = ask
+    {
+        sessions.close(id);
+    }
+    let planned = match ask {
+        SessionAsk::Sessionless { .. } => Ok((None, fetch_session::positions(request))),
+        SessionAsk::Open { .. } => {
+            let wanted = fetch_session::positions(request);
+            let id = sessions.open(wanted.clone(), now);
+            Ok((Some((id, false)), wanted))
+        }
+        SessionAsk::Incremental { id, epoch } => sessions
+            .advance(id, epoch, request, now)
+            .map(|wanted| (Some((id, true)), wanted)),
+    };
+    ctx.metrics
+        .fetch_sessions
+        .store(sessions.count() as u64, Relaxed);
+    ctx.metrics
+        .fetch_session_evictions_total
+        .store(sessions.evictions_total, Relaxed);
+    planned
+}
+
+/// The response: every partition, or for an incremental fetch only those with news (records, an error, a moved
+/// high watermark or log start). A session remembers what each partition's answer told.
+fn answer(
+    ctx: &ShardContext,
+    session: SessionUse,
+    wanted: Vec<FetchPosition>,
+    got: Vec<Got>,
+) -> FetchResponse {
+    let incremental = session.is_some_and(|(_, incremental)| incremental);
+    let mut carried = Vec::with_capacity(if incremental { 0 } else { wanted.len() });
+    let mut answered = Vec::with_capacity(got.len());
+    for (mut w, g) in wanted.into_iter().zip(got) {
+        let news = !g.records.is_empty()
+            || g.error_code != codes::NONE
+            || g.high_watermark != w.sent_high_watermark
+            || g.log_start_offset != w.sent_log_start;
+        if incremental && !news {
+            continue;
+        }
+        w.sent_high_watermark = g.high_watermark;
+        w.sent_log_start = g.log_start_offset;
+        if session.is_some() {
+            carried.push(w.clone());
+        }
+        answered.push((w, g));
+    }
+    let mut response = response(answered);
+    if let Some((id, _)) = session {
+        ctx.fetch_sessions.borrow_mut().sent(id, &carried);
+        response.session_id = id;
+    }
+    response
+}
+
+async fn read_all(ctx: &Rc<ShardContext>, wanted: &[FetchPosition], limits: &[usize]) -> Vec<Got> {
     let reads = wanted
         .iter()
-        .map(|w| PartitionRequest {
+        .zip(limits)
+        .map(|(w, &max_bytes)| PartitionRequest {
             topic: w.topic_key.clone(),
             partition: w.partition,
             op: PartitionOp::Read {
                 offset: w.offset,
-                max_bytes: w.max_bytes,
+                max_bytes,
             },
         })
         .collect();
@@ -116,7 +172,12 @@ async fn read_all(ctx: &Rc<ShardContext>, wanted: &[Wanted]) -> Vec<Got> {
 }
 
 /// Resolves when any partition gets data past what was just read, or when `wait` has passed.
-async fn wait_for_any(ctx: &Rc<ShardContext>, wanted: &[Wanted], got: &[Got], wait: Duration) {
+async fn wait_for_any(
+    ctx: &Rc<ShardContext>,
+    wanted: &[FetchPosition],
+    got: &[Got],
+    wait: Duration,
+) {
     let wants = wanted
         .iter()
         .zip(got)
@@ -185,9 +246,9 @@ pub fn record_sets(response: &FetchResponse, bytes_min: usize) -> Vec<Bytes> {
         .collect()
 }
 
-fn response(wanted: Vec<Wanted>, got: Vec<Got>) -> FetchResponse {
+fn response(answered: Vec<(FetchPosition, Got)>) -> FetchResponse {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    for (w, g) in wanted.into_iter().zip(got) {
+    for (w, g) in answered {
         let partition = PartitionData::default()
             .with_partition_index(w.partition)
             .with_error_code(g.error_code)
@@ -228,29 +289,35 @@ mod tests {
     #[test]
     fn referring_frame_is_byte_for_byte_the_codec_frame() {
         let records = [0usize, 100, 4096, 70_000, 4095, 300_000];
-        let wanted = records
+        let answered = records
             .iter()
             .enumerate()
-            .map(|(i, _)| Wanted {
-                topic: TopicName(kafka_protocol::protocol::StrBytes::from_static_str(
-                    if i < 3 { "a" } else { "topic-b" },
-                )),
-                topic_key: Arc::from("unused"),
-                partition: i as i32,
-                offset: 0,
-                max_bytes: 0,
+            .map(|(i, &len)| {
+                let position = FetchPosition {
+                    topic: kafka_protocol::messages::TopicName(
+                        kafka_protocol::protocol::StrBytes::from_static_str(if i < 3 {
+                            "a"
+                        } else {
+                            "topic-b"
+                        }),
+                    ),
+                    topic_key: std::sync::Arc::from("unused"),
+                    partition: i as i32,
+                    offset: 0,
+                    partition_max_bytes: 0,
+                    sent_high_watermark: -1,
+                    sent_log_start: -1,
+                };
+                let got = Got {
+                    error_code: 0,
+                    high_watermark: 42,
+                    log_start_offset: 7,
+                    records: Bytes::from((0..len).map(|b| b as u8).collect::<Vec<u8>>()),
+                };
+                (position, got)
             })
             .collect();
-        let got = records
-            .iter()
-            .map(|&len| Got {
-                error_code: 0,
-                high_watermark: 42,
-                log_start_offset: 7,
-                records: Bytes::from((0..len).map(|b| b as u8).collect::<Vec<u8>>()),
-            })
-            .collect();
-        let response = response(wanted, got);
+        let response = response(answered);
         let referred = record_sets(&response, crate::response::BY_REFERENCE_BYTES_MIN);
         assert_eq!(
             referred.iter().map(Bytes::len).collect::<Vec<_>>(),

@@ -172,8 +172,11 @@ pub fn dispatch(
     }
     let pending = match api {
         ApiKey::Fetch => {
-            let handler =
-                fetch::handle(ctx, decode::<FetchRequest>(&mut body, version, malformed)?);
+            let handler = fetch::handle(
+                ctx,
+                decode::<FetchRequest>(&mut body, version, malformed)?,
+                version,
+            );
             Box::pin(async move {
                 let response = handler.await;
                 let records = fetch::record_sets(&response, BY_REFERENCE_BYTES_MIN);
