@@ -24,7 +24,8 @@ trap 'stop_broker' EXIT
 # Limits are cached for an hour in bench/results/limits.json; the smoke run reuses them when fresh.
 "$bench_bin" limits --data-dir "$work" > /dev/null
 
-# A run that produced with acks=all against pinlog's metrics endpoint has the broker's commit figures in its series.
+# A run that produced with acks=all against pinlog's metrics endpoint has the broker's commit figures in its series,
+# and the native driver's has each Produce request's round trip (validate checks it against the publish latency).
 server_figures_present() {
     python3 - "$1" <<'PY'
 import json, sys
@@ -32,6 +33,8 @@ r = json.load(open(sys.argv[1]))
 if r["produce"]["records"] > 0 and r["workload"]["producer"]["acks"] == "all":
     if not any(s.get("server_commit_max_ms") for s in r["series"]):
         sys.exit(f"{sys.argv[1]}: no second has server_commit_max_ms")
+if r["driver"] == "native" and r["publish_latency_ms"]["count"] > 0 and not r.get("produce_request_rtt_ms"):
+    sys.exit(f"{sys.argv[1]}: a native run with publish latency has no produce_request_rtt_ms")
 PY
 }
 

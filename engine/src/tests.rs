@@ -38,6 +38,14 @@ pub(crate) fn small_config() -> LogConfig {
     }
 }
 
+/// [`small_config`] with a 1 MiB tail cache: recent batches are read from memory.
+pub(crate) fn tail_cached_config() -> LogConfig {
+    LogConfig {
+        tail_cache_bytes: 1 << 20,
+        ..small_config()
+    }
+}
+
 /// The batch as the engine stores it after assigning `base`.
 pub(crate) fn stored(mut b: Vec<u8>, base: i64) -> Vec<u8> {
     patch(&mut b, base, 0);
@@ -190,11 +198,9 @@ fn each_partition_rolls_at_its_own_share_of_the_jitter_and_keeps_it_across_reope
 fn kip74_first_batch_whole_and_max_bytes() {
     run(|| async {
         let dir = temp_dir();
-        let config = LogConfig {
-            tail_cache_bytes: 1 << 20,
-            ..small_config()
-        };
-        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        let log = PartitionLog::open(dir.path(), tail_cached_config())
+            .await
+            .unwrap();
         let big = build_batch(1, 3000, 1);
         let small = build_batch(1, 100, 2);
         let mut request = big.clone();
@@ -259,11 +265,9 @@ fn kip74_first_batch_whole_and_max_bytes() {
 fn memory_answers_what_it_holds_and_leaves_the_disk_to_read() {
     run(|| async {
         let dir = temp_dir();
-        let cached = LogConfig {
-            tail_cache_bytes: 1 << 20,
-            ..small_config()
-        };
-        let log = PartitionLog::open(dir.path(), cached).await.unwrap();
+        let log = PartitionLog::open(dir.path(), tail_cached_config())
+            .await
+            .unwrap();
         let batches: Vec<u8> = [build_batch(2, 500, 1), build_batch(1, 300, 2)].concat();
         log.append_slice(&batches, 0, 0).unwrap();
         timeout(log.wait_durable(2)).await.unwrap();
