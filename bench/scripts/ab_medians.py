@@ -14,6 +14,7 @@ FIGURES = [
     ("consume MB/s", ("consume", "mb_s")),
     ("publish p50 ms", ("publish_latency_ms", "p50")),
     ("publish p99 ms", ("publish_latency_ms", "p99")),
+    ("round trip p99 ms", ("produce_request_rtt_ms", "p99")),
     ("e2e p99 ms", ("e2e_latency_ms", "p99")),
     ("disk alone p99", ("disk_floor", "latency_ms", "p99")),
     ("server cores", ("cpu", "server_cores")),
