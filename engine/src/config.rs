@@ -63,7 +63,7 @@ pub struct LogConfig {
     /// Each partition rolls up to this share (percent) of `segment_bytes` early: a fixed share per partition, so
     /// partitions that fill at the same rate do not all roll at once.
     pub segment_jitter_percent: u8,
-    /// -1 = unlimited; delete oldest closed segments while the total is larger.
+    /// -1 = unlimited; delete oldest closed segments while the rest still holds at least this (Kafka's rule).
     pub retention_bytes: i64,
     /// -1 = unlimited; delete closed segments whose max timestamp is older than this.
     pub retention_ms: i64,

@@ -1,5 +1,6 @@
-//! Retention: delete whole closed segments, oldest first, while the partition is over
-//! `retention_bytes`, or while the oldest closed segment's max timestamp is older than
+//! Retention: delete whole closed segments, oldest first, while the partition would still hold
+//! at least `retention_bytes` without the segment (Kafka's rule: retention keeps at least that
+//! much, so a consumer near the end never loses its position at a roll), or while the oldest closed segment's max timestamp is older than
 //! `retention_ms` (both only when the cleanup policy includes delete), and always the segments
 //! entirely below the log start offset (DeleteRecords). The active segment and segments not
 //! yet fully written and finalized are never deleted. Called by the shard's housekeeping, not
@@ -81,9 +82,11 @@ impl PartitionLog {
                 break;
             }
             let below_start = inner.segments[1].base_offset <= inner.log_start;
+            // Not `total > retention_bytes`: that deleted the only closed segment as soon as the
+            // active one had a byte, leaving less than retention_bytes in the log.
             let over_bytes = now_ms.is_some()
                 && self.config().retention_bytes >= 0
-                && total > self.config().retention_bytes as u64;
+                && total - st.size >= self.config().retention_bytes as u64;
             let expired = now_ms.is_some_and(|now| {
                 self.config().retention_ms >= 0
                     && st

@@ -646,6 +646,42 @@ fn index_rebuilt_when_deleted() {
     });
 }
 
+/// Kafka's retention.bytes keeps at least that much: a segment goes only if the log without it still holds
+/// retention.bytes. (Deleting while the log was over the limit left a consumer at the end of the only closed segment
+/// out of range as soon as the active one had a byte.)
+#[test]
+fn retention_by_bytes_keeps_at_least_the_limit() {
+    run(|| async {
+        let dir = temp_dir();
+        let mut config = small_config();
+        let log = PartitionLog::open(dir.path(), config).await.unwrap();
+        fill(&log, 200).await;
+        let (total, oldest) = {
+            let inner = log.inner.borrow();
+            assert!(inner.segments.len() >= 3);
+            let oldest = inner.segments[0].state.borrow().size;
+            (PartitionLog::segments_bytes(&inner), oldest)
+        };
+
+        config.retention_bytes = (total - oldest + 1) as i64;
+        log.set_config(config);
+        assert_eq!(
+            log.enforce_retention(0).await.unwrap(),
+            0,
+            "without its oldest segment the log would hold less than retention.bytes"
+        );
+
+        config.retention_bytes = (total - oldest) as i64;
+        log.set_config(config);
+        assert_eq!(log.enforce_retention(0).await.unwrap(), 1);
+        assert_eq!(
+            PartitionLog::segments_bytes(&log.inner.borrow()),
+            total - oldest
+        );
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn retention_by_bytes_and_time_deletes_closed_segments_only() {
     run(|| async {
