@@ -155,6 +155,11 @@ fn consume_from(
                         part.partition_index, part.error_code
                     )
                 });
+                if part.error_code == OFFSET_OUT_OF_RANGE {
+                    // Retention passed the position: start again where the workload starts, as a Kafka consumer's
+                    // auto.offset.reset does, instead of asking for the gone offset on every fetch.
+                    positions[i] = offsets(&mut conn, topic, &[part.partition_index], start)?[0];
+                }
                 continue;
             }
             let Some(records) = &part.records else {
@@ -168,6 +173,8 @@ fn consume_from(
 
 /// FETCH_SESSION_ID_NOT_FOUND and INVALID_FETCH_SESSION_EPOCH: the session is gone.
 const SESSION_LOST: [i16; 2] = [70, 71];
+/// The partition's error when the fetch offset is below its log start (or past its end).
+const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 /// This connection's incremental fetch session: its id (0 = none yet), the epoch of the next fetch, and the position
 /// the broker holds for each partition (`None` before the session has it).
