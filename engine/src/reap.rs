@@ -111,13 +111,12 @@ pub(crate) async fn shrink(
 mod tests {
     use super::*;
     use crate::segment::{deleted_path, log_path};
-    use crate::tests::{fill, run, small_config, temp_dir};
+    use crate::tests::{fill, filled_small_log, run, small_config, temp_dir};
     use crate::LogConfig;
 
     /// A log that keeps nothing past its active segment, filled with a few closed segments.
     async fn filled_log(dir: &std::path::Path) -> Rc<PartitionLog> {
-        let log = PartitionLog::open(dir, small_config()).await.unwrap();
-        fill(&log, 200).await;
+        let log = filled_small_log(dir).await;
         // Limited only now: a roll applies retention too.
         log.set_config(LogConfig {
             retention_bytes: 0,

@@ -530,6 +530,14 @@ fn interval_policy_acks_at_once_and_close_flushes() {
 }
 
 /// Append `n` single-record batches durably; returns the logical end position of segment 0.
+/// A log with [`small_config`] and 200 batches: several closed segments (retention off while it fills: a roll
+/// applies retention too).
+pub(crate) async fn filled_small_log(dir: &Path) -> Rc<PartitionLog> {
+    let log = PartitionLog::open(dir, small_config()).await.unwrap();
+    fill(&log, 200).await;
+    log
+}
+
 pub(crate) async fn fill(log: &PartitionLog, n: usize) -> u64 {
     for _ in 0..n {
         let out = log.append_slice(&build_batch(1, 200, 1), 0, 0).unwrap();
@@ -618,10 +626,7 @@ fn recovery_cuts_a_corrupt_crc_in_the_middle() {
 fn index_rebuilt_when_deleted() {
     run(|| async {
         let dir = temp_dir();
-        let log = PartitionLog::open(dir.path(), small_config())
-            .await
-            .unwrap();
-        fill(&log, 200).await;
+        let log = filled_small_log(dir.path()).await;
         let expected = read_all(&log, 0).await;
         let first_index = std::fs::read(index_path(dir.path(), 0)).expect("index written at roll");
         assert!(first_index.len() >= 16, "sparse index has several entries");
@@ -654,8 +659,7 @@ fn retention_by_bytes_keeps_at_least_the_limit() {
     run(|| async {
         let dir = temp_dir();
         let mut config = small_config();
-        let log = PartitionLog::open(dir.path(), config).await.unwrap();
-        fill(&log, 200).await;
+        let log = filled_small_log(dir.path()).await;
         let (total, oldest) = {
             let inner = log.inner.borrow();
             assert!(inner.segments.len() >= 3);
@@ -686,10 +690,9 @@ fn retention_by_bytes_keeps_at_least_the_limit() {
 fn retention_by_bytes_and_time_deletes_closed_segments_only() {
     run(|| async {
         let dir = temp_dir();
-        // Filled with retention off (a roll applies retention too), then limited to nothing.
+        // Filled with retention off, then limited to nothing.
         let mut config = small_config();
-        let log = PartitionLog::open(dir.path(), config).await.unwrap();
-        fill(&log, 200).await;
+        let log = filled_small_log(dir.path()).await;
         config.retention_bytes = 0;
         log.set_config(config);
         let segments = log.inner.borrow().segments.len();
