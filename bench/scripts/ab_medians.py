@@ -19,6 +19,9 @@ FIGURES = [
     ("disk alone p99", ("disk_floor", "latency_ms", "p99")),
     ("server cores", ("cpu", "server_cores")),
     ("client cores", ("cpu", "client_cores")),
+    # Something else sharing the machine in a round makes it no comparison.
+    ("other processes' cores", ("cpu", "other_process_cores")),
+    ("steal cores", ("cpu", "steal_cores")),
 ]
 
 

@@ -31,6 +31,8 @@ const METRICS: &[Metric] = &[
     ("end-to-end p99.9 ms", |r| Some(r.e2e_latency_ms.p999)),
     ("client cores", |r| Some(r.cpu.client_cores)),
     ("server cores", |r| r.cpu.server_cores),
+    ("other processes' cores", |r| r.cpu.other_process_cores),
+    ("steal cores", |r| r.cpu.steal_cores),
     ("produce MB/s per server core", |r| {
         r.cpu
             .server_cores

@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::disk_floor::Files;
-use crate::result::{BenchResult, Second, GOAL_CATCHUP};
+use crate::result::{BenchResult, Second, GOAL_CATCHUP, OTHER_PROCESS_CORES_NOTABLE};
 use crate::stats::Live;
 
 /// One line, rewritten in place each second.
@@ -113,10 +113,25 @@ pub fn summary(r: &BenchResult) -> String {
     }
     let _ = writeln!(
         out,
-        "cpu: client {:.2} cores, server {} cores",
+        "cpu: client {:.2} cores, server {} cores; the machine {} cores busy, other processes {}, steal {}",
         r.cpu.client_cores,
-        opt(r.cpu.server_cores, 2)
+        opt(r.cpu.server_cores, 2),
+        opt(r.cpu.machine_cores, 2),
+        opt(r.cpu.other_process_cores, 2),
+        opt(r.cpu.steal_cores, 2)
     );
+    // Without the broker's pid a local broker's CPU would count as another process's.
+    if let Some(other) = r
+        .cpu
+        .other_process_cores
+        .filter(|o| r.cpu.server_cores.is_some() && *o >= OTHER_PROCESS_CORES_NOTABLE)
+    {
+        let _ = writeln!(
+            out,
+            "cpu: note: other processes used {other:.2} cores of this machine during the run: its figures do not \
+             compare with a run on a quiet machine"
+        );
+    }
     let _ = writeln!(
         out,
         "limits: fio seq write {} MB/s (QD1 {}), read {} MB/s, fdatasync p50 {} ms p99 {} ms, loopback {} Gbit/s",

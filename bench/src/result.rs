@@ -103,7 +103,22 @@ pub struct Cpu {
     pub client_cores: f64,
     /// Cores the broker process used (`None` without `--server-pid`).
     pub server_cores: Option<f64>,
+    /// Cores the whole machine the bench ran on was busy (every process and the kernel's work, which includes
+    /// interrupts, loopback networking and I/O completion workers); `None` in files written before it.
+    #[serde(default)]
+    pub machine_cores: Option<f64>,
+    /// User-space cores of processes other than the bench and the broker (the machine's user time less theirs):
+    /// another program sharing the machine. Kernel work done for the two is system time and never counts here.
+    #[serde(default)]
+    pub other_process_cores: Option<f64>,
+    /// Cores the hypervisor gave to others while this machine wanted to run (`/proc/stat` steal).
+    #[serde(default)]
+    pub steal_cores: Option<f64>,
 }
+
+/// Other processes' user time above which a report says the run shared the machine (one busy neighbour thread is
+/// a whole core; a quiet machine's daemons stay far below).
+pub const OTHER_PROCESS_CORES_NOTABLE: f64 = 0.1;
 
 /// One second of the measured window.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -257,6 +272,7 @@ impl BenchResult {
             problems.push("no publish latency samples".into());
         }
         problems.extend(self.request_rtt_problems());
+        problems.extend(self.machine_cpu_problems());
         if produces && self.produce_to_disk_ratio.is_none() {
             problems.push("produce_to_disk_ratio missing".into());
         }
@@ -281,6 +297,31 @@ impl BenchResult {
                 "{} produce and {} consume errors: {:?}",
                 self.produce.errors, self.consume.errors, self.errors
             ));
+        }
+        problems
+    }
+
+    /// The machine's busy CPU holds the client's (both are whole clock ticks: allow a little rounding). Files
+    /// written before the field have none; the smoke run checks that new runs write it.
+    fn machine_cpu_problems(&self) -> Vec<String> {
+        const ROUNDING_CORES: f64 = 0.05;
+        let cpu = &self.cpu;
+        let mut problems = Vec::new();
+        if let Some(machine) = cpu.machine_cores {
+            if machine + ROUNDING_CORES < cpu.client_cores {
+                problems.push(format!(
+                    "cpu.machine_cores {machine:.2} below the client's {:.2}",
+                    cpu.client_cores
+                ));
+            }
+        }
+        for (name, v) in [
+            ("other_process_cores", cpu.other_process_cores),
+            ("steal_cores", cpu.steal_cores),
+        ] {
+            if v.is_some_and(|v| v < 0.0) {
+                problems.push(format!("cpu.{name} negative"));
+            }
         }
         problems
     }
@@ -408,6 +449,9 @@ count = 1
         cpu: Cpu {
             client_cores: 0.5,
             server_cores: Some(1.0),
+            machine_cores: Some(1.6),
+            other_process_cores: Some(0.01),
+            steal_cores: Some(0.0),
         },
         series: (0..3)
             .map(|t| Second {
@@ -498,6 +542,25 @@ mod tests {
 
         // librdkafka's requests are not the bench's to time, and older files have no round trip: not a gap.
         r.produce_request_rtt_ms = None;
+        assert!(r.completeness_problems().is_empty());
+    }
+
+    #[test]
+    fn the_machine_cpu_holds_the_client() {
+        let mut r = sample_result();
+        r.cpu.machine_cores = Some(0.3);
+        r.cpu.other_process_cores = Some(-0.1);
+        let problems = r.completeness_problems().join("; ");
+        assert!(problems.contains("machine_cores 0.30 below"), "{problems}");
+        assert!(
+            problems.contains("other_process_cores negative"),
+            "{problems}"
+        );
+
+        // Files written before the fields: not a gap.
+        r.cpu.machine_cores = None;
+        r.cpu.other_process_cores = None;
+        r.cpu.steal_cores = None;
         assert!(r.completeness_problems().is_empty());
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::cpu::{self, CpuSample};
+use crate::cpu::{self, CpuSample, MachineSample};
 use crate::disk_floor::{self, DiskFloor};
 use crate::driver::{ConsumeJob, Driver, DriverKind, ProduceJob};
 use crate::error::BenchError;
@@ -227,6 +227,7 @@ struct Snapshot {
     errors: (u64, u64),
     client: Option<CpuSample>,
     server: Option<CpuSample>,
+    machine: Option<MachineSample>,
 }
 
 impl Snapshot {
@@ -246,12 +247,32 @@ impl Snapshot {
             ),
             client: cpu::sample(None),
             server: server_pid.and_then(|p| cpu::sample(Some(p))),
+            machine: cpu::sample_machine(),
         }
     }
 }
 
 fn cores(a: Option<CpuSample>, b: Option<CpuSample>) -> Option<f64> {
     Some(cpu::cores_between(a?, b?))
+}
+
+/// The client's, the broker's and the whole machine's CPU between two snapshots.
+fn cpu_between(a: &Snapshot, b: &Snapshot) -> Cpu {
+    let machine = a
+        .machine
+        .zip(b.machine)
+        .map(|(a, b)| cpu::machine_cores_between(a, b));
+    let user = |x: Option<CpuSample>, y: Option<CpuSample>| {
+        x.zip(y).map_or(0.0, |(x, y)| cpu::user_cores_between(x, y))
+    };
+    let ours = user(a.client, b.client) + user(a.server, b.server);
+    Cpu {
+        client_cores: cores(a.client, b.client).unwrap_or(0.0),
+        server_cores: cores(a.server, b.server),
+        machine_cores: machine.map(|m| m.busy),
+        other_process_cores: machine.map(|m| (m.user - ours).max(0.0)),
+        steal_cores: machine.map(|m| m.steal),
+    }
 }
 
 fn second_between(t_s: u32, a: &Snapshot, b: &Snapshot, seconds: f64) -> Second {
@@ -538,10 +559,7 @@ fn measure<T>(
             last.errors.1 - first.errors.1,
             seconds,
         ),
-        cpu: Cpu {
-            client_cores: cores(first.client, last.client).unwrap_or(0.0),
-            server_cores: cores(first.server, last.server),
-        },
+        cpu: cpu_between(&first, &last),
         series,
         reports: Vec::new(),
     }
@@ -844,6 +862,7 @@ mod tests {
             errors: (0, 0),
             client: None,
             server: None,
+            machine: None,
         };
         let b = Snapshot {
             produced: (1100, 2_100_000),
