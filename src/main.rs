@@ -350,6 +350,7 @@ fn net_config(config: &Config) -> NetConfig {
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         retention_check_interval: Duration::from_millis(config.retention_check_interval_ms),
         log_defaults,
+        tail_cache_shard_bytes: config.tail_cache_shard_bytes,
         inflight_requests_per_connection_max: INFLIGHT_REQUESTS_PER_CONNECTION_MAX,
         inflight_request_bytes_max: config.inflight_request_bytes_max,
         offsets_topic_partitions: config.offsets_topic_partitions,

@@ -242,10 +242,26 @@ impl PartitionLog {
         let written = inner.written_offset;
         inner.tail.evict(self.config().tail_cache_bytes, written);
         drop(inner);
+        self.tail_budget.committed(self);
         if synced && self.config().flush == FlushPolicy::Durable {
             self.durable_waiters.wake_all();
             self.data_waiters.wake_all();
         }
+    }
+
+    /// Whether the tail holds batches already in their segment file (what the shard's tail budget may shed).
+    pub(crate) fn tail_holds_written(&self) -> bool {
+        let inner = self.inner.borrow();
+        inner.tail.holds_written(inner.written_offset)
+    }
+
+    /// Drops written batches from the front of the tail until `bytes` are freed or none is left; returns the bytes
+    /// dropped. Readers of those offsets go to the segment file.
+    pub(crate) fn shed_written_tail(&self, bytes: usize) -> usize {
+        let mut inner = self.inner.borrow_mut();
+        let keep = inner.tail.bytes().saturating_sub(bytes);
+        let written = inner.written_offset;
+        inner.tail.evict(keep, written)
     }
 
     fn fail(&self, e: io::Error) {

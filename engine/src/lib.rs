@@ -34,6 +34,7 @@ mod segment;
 mod storage;
 mod stream_copy;
 mod tail;
+mod tail_budget;
 mod wait;
 
 pub use compaction::CompactionStats;
@@ -42,6 +43,7 @@ pub use error::{AppendError, DeleteRecordsError, EngineError, ReadError};
 pub use log::{AppendOutcome, PartitionLog, ReadOutcome};
 pub use metrics::{LatencyHistogram, StorageMetrics};
 pub use storage::{remove_interrupted_deletes, ShardStorage};
+pub use tail_budget::TailBudget;
 
 #[cfg(test)]
 mod tests;

@@ -33,6 +33,7 @@ use crate::recovery;
 use crate::recycle::{self, FreeFile};
 use crate::segment::{align_down, align_up, io_alignment, Retired, Segment, SEGMENT_BYTES_MAX};
 use crate::tail::{Tail, TailEntry};
+use crate::tail_budget::TailBudget;
 use crate::wait::WaitList;
 use bytes::{Bytes, BytesMut};
 use glommio::io::DmaFile;
@@ -132,6 +133,10 @@ pub struct PartitionLog {
     pub(crate) readahead: RefCell<Readahead>,
     /// The shard's storage metrics (shared by its partitions, read by the metrics endpoint).
     pub(crate) metrics: Arc<StorageMetrics>,
+    /// The shard's bound on all its tails (`tail_budget.rs`).
+    pub(crate) tail_budget: Rc<TailBudget>,
+    /// This partition's place in the tail budget's order of last commits, while its tail holds written bytes.
+    pub(crate) tail_stamp: Cell<Option<u64>>,
 }
 
 impl PartitionLog {
@@ -139,14 +144,17 @@ impl PartitionLog {
     /// checkpoint is applied and the producer state rebuilt: the newest snapshot not beyond the
     /// recovered end, plus the batches after it.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<Rc<PartitionLog>, EngineError> {
-        Self::open_recording(dir, config, Arc::default()).await
+        let metrics = Arc::<StorageMetrics>::default();
+        Self::open_in_shard(dir, config, metrics.clone(), TailBudget::unlimited(metrics)).await
     }
 
-    /// [`PartitionLog::open`], recording the group commit's disk latencies into the shard's `metrics`.
-    pub async fn open_recording(
+    /// [`PartitionLog::open`] as one of a shard's partitions: the group commit's disk latencies go to the shard's
+    /// `metrics`, and the tail counts against the shard's `tail_budget`.
+    pub async fn open_in_shard(
         dir: &Path,
         config: LogConfig,
         metrics: Arc<StorageMetrics>,
+        tail_budget: Rc<TailBudget>,
     ) -> Result<Rc<PartitionLog>, EngineError> {
         let segments = recovery::recover_dir(dir, &config).await?;
         let next_offset = segments
@@ -173,7 +181,7 @@ impl PartitionLog {
             me: me.clone(),
             inner: RefCell::new(Inner {
                 segments,
-                tail: Tail::default(),
+                tail: Tail::new(tail_budget.clone()),
                 next_offset,
                 written_offset: next_offset,
                 durable_offset: next_offset,
@@ -202,6 +210,8 @@ impl PartitionLog {
             checkpoint_waiters: WaitList::default(),
             readahead: RefCell::default(),
             metrics,
+            tail_budget,
+            tail_stamp: Cell::new(None),
         });
         let replayed = log
             .replay_producer_state(replay_from.max(log_start))

@@ -117,6 +117,11 @@ pub struct StorageMetrics {
     pub segments_recycled_total: AtomicU64,
     /// Deleted partitions whose files are not freed yet (`doomed.rs`): their space is still taken.
     pub deleted_partitions_pending: AtomicU64,
+    /// Bytes the shard's partitions keep in their tails (unwritten batches and recent written ones), bounded by
+    /// `tail_cache_shard_bytes` plus what is not written yet (`tail_budget.rs`).
+    pub tail_cache_bytes: AtomicU64,
+    /// Written bytes the tails dropped because the shard was over `tail_cache_shard_bytes`: reads of them go to disk.
+    pub tail_cache_shed_bytes_total: AtomicU64,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::doomed::DoomedDirs;
 use crate::error::EngineError;
 use crate::log::PartitionLog;
 use crate::metrics::StorageMetrics;
+use crate::tail_budget::TailBudget;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -38,6 +39,8 @@ pub struct ShardStorage {
     closing: Cell<bool>,
     /// Deleted partitions' directories, freed in the background (`doomed.rs`).
     doomed: Rc<DoomedDirs>,
+    /// The bound on all the shard's tails together (`tail_budget.rs`).
+    tail_budget: Rc<TailBudget>,
 }
 
 /// Suffix of a partition directory whose delete was started (see [`ShardStorage::delete_partition`]).
@@ -69,11 +72,17 @@ pub fn remove_interrupted_deletes(data_dir: &Path) -> Result<usize, EngineError>
 }
 
 impl ShardStorage {
-    /// The partitions of one shard under `data_dir`; their group commits record into `metrics`.
-    pub fn new(data_dir: PathBuf, metrics: Arc<StorageMetrics>) -> ShardStorage {
+    /// The partitions of one shard under `data_dir`; their group commits record into `metrics`, and their tails
+    /// together keep at most `tail_cache_shard_bytes` of written batches.
+    pub fn new(
+        data_dir: PathBuf,
+        metrics: Arc<StorageMetrics>,
+        tail_cache_shard_bytes: usize,
+    ) -> ShardStorage {
         ShardStorage {
             data_dir,
             doomed: Rc::new(DoomedDirs::new(metrics.clone())),
+            tail_budget: TailBudget::new(tail_cache_shard_bytes, metrics.clone()),
             metrics,
             partitions: RefCell::new(HashMap::new()),
             closing: Cell::new(false),
@@ -124,8 +133,9 @@ impl ShardStorage {
                 None => {
                     let dir = self.partition_dir(topic, partition);
                     let metrics = self.metrics.clone();
+                    let tail_budget = self.tail_budget.clone();
                     let f = async move {
-                        PartitionLog::open_recording(&dir, config, metrics)
+                        PartitionLog::open_in_shard(&dir, config, metrics, tail_budget)
                             .await
                             .map_err(Rc::new)
                     }

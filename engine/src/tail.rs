@@ -8,8 +8,10 @@
 //! new buffer made a catch-up from a large tail slower than reading the disk (bench/EXPERIMENTS.md,
 //! "Serving the catch-up from memory").
 
+use crate::tail_budget::TailBudget;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 pub struct TailEntry {
     pub base_offset: i64,
@@ -40,13 +42,39 @@ impl TailEntry {
 /// 1 MiB, and the producers' batches of one request are usually 16 KiB to 1 MiB).
 pub const ZERO_COPY_RUN_MIN: usize = 64 << 10;
 
-#[derive(Default)]
 pub struct Tail {
     entries: VecDeque<TailEntry>,
     bytes: usize,
+    /// The shard's count of tail bytes, kept in step with `bytes`.
+    budget: Rc<TailBudget>,
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.budget.sub(self.bytes);
+    }
 }
 
 impl Tail {
+    pub fn new(budget: Rc<TailBudget>) -> Tail {
+        Tail {
+            entries: VecDeque::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether any batch below `written_offset` (in its segment file) is still held.
+    pub fn holds_written(&self, written_offset: i64) -> bool {
+        self.entries
+            .front()
+            .is_some_and(|e| e.last_offset < written_offset)
+    }
+
     pub fn push(&mut self, entry: TailEntry) {
         if let Some(last) = self.entries.back() {
             assert_eq!(
@@ -56,6 +84,7 @@ impl Tail {
             );
         }
         self.bytes += entry.len;
+        self.budget.add(entry.len);
         self.entries.push_back(entry);
     }
 
@@ -72,28 +101,30 @@ impl Tail {
         self.entries.get(i)
     }
 
-    /// Drop written entries from the front while the cache is over budget.
+    /// Drop written entries from the front while the cache is over budget; returns the bytes dropped.
     /// `written_offset`: every batch below it is in its segment file.
-    pub fn evict(&mut self, budget_bytes: usize, written_offset: i64) {
-        while self.bytes > budget_bytes {
-            match self.entries.front() {
-                Some(e) if e.last_offset < written_offset => {
-                    self.bytes -= e.len;
-                    self.entries.pop_front();
-                }
-                _ => break,
-            }
+    pub fn evict(&mut self, budget_bytes: usize, written_offset: i64) -> usize {
+        let before = self.bytes;
+        while self.bytes > budget_bytes && self.holds_written(written_offset) {
+            self.pop_front();
         }
+        before - self.bytes
+    }
+
+    fn pop_front(&mut self) {
+        let e = self.entries.pop_front().expect("an entry to pop");
+        self.bytes -= e.len;
+        self.budget.sub(e.len);
     }
 
     /// Drop entries below `log_start` (retention deleted their segments).
     pub fn drop_before(&mut self, log_start: i64) {
-        while let Some(e) = self.entries.front() {
-            if e.last_offset >= log_start {
-                break;
-            }
-            self.bytes -= e.len;
-            self.entries.pop_front();
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.last_offset < log_start)
+        {
+            self.pop_front();
         }
     }
 
@@ -141,6 +172,11 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn unbounded() -> Tail {
+        Tail::new(TailBudget::unlimited(Arc::default()))
+    }
 
     fn entry(chunk: &Bytes, base: i64, start: usize, len: usize) -> TailEntry {
         TailEntry {
@@ -158,7 +194,7 @@ mod tests {
     fn reads_whole_entries_and_evicts_only_written() {
         let a = Bytes::from(vec![1u8; 30]);
         let b = Bytes::from(vec![2u8; 10]);
-        let mut t = Tail::default();
+        let mut t = unbounded();
         t.push(entry(&a, 0, 0, 10));
         t.push(entry(&a, 1, 10, 20));
         t.push(entry(&b, 2, 0, 10));
@@ -187,7 +223,7 @@ mod tests {
         let a = Bytes::from(vec![1u8; run]);
         let b = Bytes::from(vec![2u8; 100]);
         let c = Bytes::from(vec![3u8; 100]);
-        let mut t = Tail::default();
+        let mut t = unbounded();
         t.push(entry(&b, 0, 0, 100));
         t.push(entry(&a, 1, 0, run / 2));
         t.push(entry(&a, 2, run / 2, run / 2));

@@ -388,9 +388,14 @@ fn commits_become_durable_the_way_the_active_segment_was_opened() {
 
         // Reopened under `never`: the active segment's file is a plain one.
         let metrics = std::sync::Arc::new(crate::StorageMetrics::default());
-        let log = PartitionLog::open_recording(dir.path(), never, metrics.clone())
-            .await
-            .unwrap();
+        let log = PartitionLog::open_in_shard(
+            dir.path(),
+            never,
+            metrics.clone(),
+            crate::TailBudget::unlimited(metrics.clone()),
+        )
+        .await
+        .unwrap();
         log.set_config(LogConfig::default());
         let out = log.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
         timeout(log.wait_durable(out.last_offset)).await.unwrap();
@@ -404,9 +409,14 @@ fn commits_become_durable_the_way_the_active_segment_was_opened() {
 
         // Reopened under the durable policy: the active segment is written durably, with no fdatasync.
         let metrics = std::sync::Arc::new(crate::StorageMetrics::default());
-        let log = PartitionLog::open_recording(dir.path(), LogConfig::default(), metrics.clone())
-            .await
-            .unwrap();
+        let log = PartitionLog::open_in_shard(
+            dir.path(),
+            LogConfig::default(),
+            metrics.clone(),
+            crate::TailBudget::unlimited(metrics.clone()),
+        )
+        .await
+        .unwrap();
         let out = log.append_slice(&build_batch(1, 10, 1), 0, 0).unwrap();
         timeout(log.wait_durable(out.last_offset)).await.unwrap();
         assert!(log.commit_count() >= 1);
@@ -773,7 +783,8 @@ fn group_commit_buffers_come_from_the_io_arena_and_heap_ones_are_counted() {
             .spawn(move || async move {
                 let dir = temp_dir();
                 let metrics = std::sync::Arc::new(crate::StorageMetrics::default());
-                let storage = ShardStorage::new(dir.path().to_path_buf(), metrics.clone());
+                let storage =
+                    ShardStorage::new(dir.path().to_path_buf(), metrics.clone(), usize::MAX);
                 let log = storage
                     .open_partition("t", 0, LogConfig::default())
                     .await
@@ -806,7 +817,7 @@ fn shard_storage_single_flight_open_and_delete() {
     run(|| async {
         let dir = temp_dir();
         let metrics = std::sync::Arc::new(crate::StorageMetrics::default());
-        let storage = ShardStorage::new(dir.path().to_path_buf(), metrics.clone());
+        let storage = ShardStorage::new(dir.path().to_path_buf(), metrics.clone(), usize::MAX);
         let (a, b) = futures::join!(
             storage.open_partition("t", 0, LogConfig::default()),
             storage.open_partition("t", 0, LogConfig::default())
@@ -861,6 +872,7 @@ fn shard_storage_close_awaits_opens_under_way_and_refuses_new_ones() {
         let storage = ShardStorage::new(
             dir.path().to_path_buf(),
             std::sync::Arc::new(crate::StorageMetrics::default()),
+            usize::MAX,
         );
         storage
             .open_partition("t", 0, LogConfig::default())
@@ -1063,5 +1075,60 @@ fn set_config_takes_effect_on_the_next_append_and_keeps_the_high_watermark() {
         log.set_config(never);
         timeout(waiter).await.unwrap();
         log.close().await.unwrap();
+    });
+}
+
+/// A shard's tails together keep at most `tail_cache_shard_bytes` of written batches: past it, the partitions whose
+/// last commit is oldest shed first, and their records are read from the segment files, unchanged.
+#[test]
+fn shard_tail_budget_sheds_the_partitions_written_longest_ago_first() {
+    run(|| async {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = temp_dir();
+        let metrics = std::sync::Arc::new(crate::StorageMetrics::default());
+        let batch = build_batch(4, 1000, 1);
+        let per_partition = 4 * batch.len();
+        // Room for two partitions' batches; each partition alone may keep all of its own.
+        let storage =
+            ShardStorage::new(dir.path().to_path_buf(), metrics.clone(), 2 * per_partition);
+        let config = LogConfig {
+            tail_cache_bytes: 1 << 20,
+            ..small_config()
+        };
+        let mut logs = Vec::new();
+        for p in 0..4 {
+            let log = storage.open_partition("t", p, config).await.unwrap();
+            let mut last = 0;
+            for _ in 0..4 {
+                last = log.append_slice(&batch, 0, 0).unwrap().last_offset;
+            }
+            timeout(log.wait_durable(last)).await.unwrap();
+            logs.push(log);
+        }
+        let held = metrics.tail_cache_bytes.load(Relaxed) as usize;
+        assert!(held <= 2 * per_partition, "{held} bytes held");
+        let shed = metrics.tail_cache_shed_bytes_total.load(Relaxed) as usize;
+        assert_eq!(held + shed, 4 * per_partition, "every byte held or shed");
+        // The partition written last keeps its tail; the first one written has given all of its up.
+        let from_memory = |log: &PartitionLog| log.read_in_memory(0, 1).is_some();
+        assert!(from_memory(&logs[3]));
+        assert!(!from_memory(&logs[0]));
+        for log in &logs {
+            let read = read_all(log, 0).await;
+            assert_eq!(read.len(), 4);
+            for (i, (base, bytes)) in read.into_iter().enumerate() {
+                assert_eq!(base, 4 * i as i64);
+                assert_eq!(bytes, stored(batch.clone(), base));
+            }
+        }
+        // Closing a partition gives its tail back to the shard.
+        storage.delete_partition("t", 3).await.unwrap();
+        drop(logs);
+        let after = metrics.tail_cache_bytes.load(Relaxed) as usize;
+        assert!(
+            after < held,
+            "{after} bytes held after a delete, {held} before"
+        );
+        storage.close_all().await;
     });
 }

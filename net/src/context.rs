@@ -34,6 +34,9 @@ pub struct NetConfig {
     pub retention_check_interval: Duration,
     /// Defaults for every partition; topic configs override them (see [`ShardContext::log_config`]).
     pub log_defaults: LogConfig,
+    /// Written bytes all of a shard's partition tails keep together (each also keeps at most its
+    /// `log_defaults.tail_cache_bytes`); the partitions written longest ago shed first.
+    pub tail_cache_shard_bytes: usize,
     /// Requests a connection may have started but not yet answered (pipelining depth).
     pub inflight_requests_per_connection_max: usize,
     /// Bytes of requests a shard may have started but not yet answered, over all its connections. The engine

@@ -123,7 +123,7 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             );
         }
     }
-    let storage_values: [(&str, &str, StorageValue); 4] = [
+    let storage_values: [(&str, &str, StorageValue); 6] = [
         ("pinlog_storage_written_bytes_total", "counter", |s| {
             &s.written_bytes_total
         }),
@@ -138,6 +138,14 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
         ("pinlog_storage_deleted_partitions_pending", "gauge", |s| {
             &s.deleted_partitions_pending
         }),
+        ("pinlog_storage_tail_cache_bytes", "gauge", |s| {
+            &s.tail_cache_bytes
+        }),
+        (
+            "pinlog_storage_tail_cache_shed_bytes_total",
+            "counter",
+            |s| &s.tail_cache_shed_bytes_total,
+        ),
     ];
     for (name, kind, get) in storage_values {
         let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -66,11 +66,16 @@ pub async fn run_shard(params: ShardParams) -> Result<(), ShardError> {
         params.config.inflight_request_bytes_max as u64,
     ));
     let groups = crate::group::Coordinator::new(&params.config);
+    let storage = ShardStorage::new(
+        params.data_dir,
+        params.metrics.storage.clone(),
+        params.config.tail_cache_shard_bytes,
+    );
     let ctx = Rc::new(ShardContext {
         shard_id: params.shard_id,
         shard_count: params.shard_count,
         config: Rc::new(params.config),
-        storage: ShardStorage::new(params.data_dir, params.metrics.storage.clone()),
+        storage,
         metadata,
         mesh,
         connections: Cell::new(0),

@@ -172,9 +172,15 @@ def confluent_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[in
         consumer.close()
 
 
-def metric_sum(address: str, name: str) -> float:
-    """The sum over every label set of metric `name` (a counter, or a histogram's `_count`/`_sum`) scraped from a
-    node's Prometheus endpoint at `address`."""
+def metric_values(address: str, name: str) -> dict[str, float]:
+    """Metric `name` (a counter, a gauge, or a histogram's `_count`/`_sum`) scraped from a node's Prometheus endpoint
+    at `address`: {label set: value}, e.g. {'{shard="0"}': 12.0}."""
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+    samples = (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith(name + "{"))
+    return {series[len(name):]: float(value) for series, value in samples}
+
+
+def metric_sum(address: str, name: str) -> float:
+    """The sum of metric `name` over every label set (see `metric_values`)."""
+    return sum(metric_values(address, name).values())

@@ -225,7 +225,7 @@ mod tests {
         let defaults: toml::Table = toml::from_str(crate::DEFAULT_CONFIG_TOML).unwrap();
         let readme = include_str!("../README.md");
         let ids = key_ids();
-        assert_eq!(ids.len(), 29, "{ids:?}");
+        assert_eq!(ids.len(), 30, "{ids:?}");
         for id in &ids {
             let arg = serve
                 .get_arguments()

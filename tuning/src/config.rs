@@ -59,6 +59,7 @@ pub struct Config {
     pub group_initial_rebalance_delay_ms: u64,
     pub message_max_bytes: usize,
     pub tail_cache_bytes: usize,
+    pub tail_cache_shard_bytes: usize,
     pub inflight_request_bytes_max: usize,
     /// Bytes of each shard's I/O buffer arena; 0 = buffers come from the heap.
     pub shard_io_memory_bytes: usize,
@@ -274,6 +275,7 @@ impl Config {
             )?,
             message_max_bytes: required("message_max_bytes", s.message_max_bytes)?,
             tail_cache_bytes: required("tail_cache_bytes", s.tail_cache_bytes)?,
+            tail_cache_shard_bytes: required("tail_cache_shard_bytes", s.tail_cache_shard_bytes)?,
             inflight_request_bytes_max: required(
                 "inflight_request_bytes_max",
                 s.inflight_request_bytes_max,

@@ -110,6 +110,10 @@ pub struct Settings {
     /// Recent bytes per partition kept in memory for tailing consumers [default 8388608].
     #[arg(long, env = "PINLOG_TAIL_CACHE_BYTES", value_name = "BYTES")]
     pub tail_cache_bytes: Option<usize>,
+    /// Written bytes one shard's partitions keep in memory together; the ones written longest ago drop theirs
+    /// first [default 268435456].
+    #[arg(long, env = "PINLOG_TAIL_CACHE_SHARD_BYTES", value_name = "BYTES")]
+    pub tail_cache_shard_bytes: Option<usize>,
     /// Bytes of requests one shard may have in progress before its connections wait [default 67108864].
     #[arg(long, env = "PINLOG_INFLIGHT_REQUEST_BYTES_MAX", value_name = "BYTES")]
     pub inflight_request_bytes_max: Option<usize>,
@@ -186,6 +190,7 @@ impl Settings {
                 .or(self.group_initial_rebalance_delay_ms),
             message_max_bytes: over.message_max_bytes.or(self.message_max_bytes),
             tail_cache_bytes: over.tail_cache_bytes.or(self.tail_cache_bytes),
+            tail_cache_shard_bytes: over.tail_cache_shard_bytes.or(self.tail_cache_shard_bytes),
             inflight_request_bytes_max: over
                 .inflight_request_bytes_max
                 .or(self.inflight_request_bytes_max),
