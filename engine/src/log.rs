@@ -666,6 +666,7 @@ impl PartitionLog {
             return Err(copy_io_error(e));
         }
         self.write_final_snapshot().await;
+        self.tail_budget.forget(self);
         let segments = self.inner.borrow().segments.clone();
         let active = segments.last().expect("at least one segment");
         if let Some(file) = active.file() {

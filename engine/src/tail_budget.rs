@@ -65,6 +65,13 @@ impl TailBudget {
         self.metrics.tail_cache_bytes.store(used as u64, Relaxed);
     }
 
+    /// `log` is closing: it leaves the order, so a shard that deletes many partitions keeps no entry for each.
+    pub(crate) fn forget(&self, log: &PartitionLog) {
+        if let Some(stamp) = log.tail_stamp.take() {
+            self.by_last_commit.borrow_mut().remove(&stamp);
+        }
+    }
+
     /// After a commit of `log` (no borrow of its state held): it is now the partition written last, if its tail
     /// still holds written bytes. Then, while the shard is over its bound, the partitions written longest ago shed
     /// written batches, oldest first.

@@ -1121,8 +1121,10 @@ fn shard_tail_budget_sheds_the_partitions_written_longest_ago_first() {
                 assert_eq!(bytes, stored(batch.clone(), base));
             }
         }
-        // Closing a partition gives its tail back to the shard.
+        // Deleting a partition gives its tail back to the shard, and takes it out of the order.
+        assert!(logs[3].tail_stamp.get().is_some());
         storage.delete_partition("t", 3).await.unwrap();
+        assert!(logs[3].tail_stamp.get().is_none());
         drop(logs);
         let after = metrics.tail_cache_bytes.load(Relaxed) as usize;
         assert!(
