@@ -8,7 +8,7 @@ import statistics
 import sys
 from pathlib import Path
 
-# (label, path into the result JSON)
+# (label, path into the result JSON[, scale])
 FIGURES = [
     ("produce MB/s", ("produce", "mb_s")),
     ("consume MB/s", ("consume", "mb_s")),
@@ -22,16 +22,17 @@ FIGURES = [
     # Something else sharing the machine in a round makes it no comparison.
     ("other processes' cores", ("cpu", "other_process_cores")),
     ("steal cores", ("cpu", "steal_cores")),
+    ("server peak resident MB", ("server_memory", "peak_rss_bytes"), 1e-6),
 ]
 
 
-def figure(result, path):
+def figure(result, path, scale=1.0):
     value = result
     for key in path:
         if not isinstance(value, dict) or value.get(key) is None:
             return None
         value = value[key]
-    return float(value)
+    return float(value) * scale
 
 
 def main(out_dir):
@@ -50,16 +51,16 @@ def main(out_dir):
         sys.exit(f"ab_medians: expected results of brokers a and b in {out_dir}, found {sorted(sides)}")
     print(f"{'figure':<16} {'side':<4} {'rounds':<40} {'median':>10}")
     medians = {}
-    for label, path in FIGURES:
+    for label, *where in FIGURES:
         for side in ("a", "b"):
-            values = [v for v in (figure(r, path) for r in sides[side]) if v is not None]
+            values = [v for v in (figure(r, *where) for r in sides[side]) if v is not None]
             if not values:
                 continue
             medians[(label, side)] = statistics.median(values)
             rounds = " ".join(f"{v:.2f}" for v in values)
             print(f"{label:<16} {side:<4} {rounds:<40} {medians[(label, side)]:>10.2f}")
     print()
-    for label, _ in FIGURES:
+    for label, *_ in FIGURES:
         a, b = medians.get((label, "a")), medians.get((label, "b"))
         if a and b is not None:
             print(f"{label:<16} B/A = {b / a:.2f}")

@@ -26,7 +26,8 @@ trap 'stop_broker' EXIT
 
 # A run that produced with acks=all against pinlog's metrics endpoint has the broker's commit figures in its series,
 # and the native driver's has each Produce request's round trip (validate checks it against the publish latency).
-# Every run has the machine's CPU (validate checks it holds the client's).
+# Every run has the machine's CPU (validate checks it holds the client's), and the broker's memory where its pid is
+# known.
 server_figures_present() {
     python3 - "$1" <<'PY'
 import json, sys
@@ -38,6 +39,8 @@ if r["driver"] == "native" and r["publish_latency_ms"]["count"] > 0 and not r.ge
     sys.exit(f"{sys.argv[1]}: a native run with publish latency has no produce_request_rtt_ms")
 if any(r["cpu"].get(k) is None for k in ("machine_cores", "other_process_cores", "steal_cores")):
     sys.exit(f"{sys.argv[1]}: cpu lacks machine_cores, other_process_cores or steal_cores")
+if r["broker"].get("server_pid") and not (r.get("server_memory") or {}).get("peak_rss_bytes"):
+    sys.exit(f"{sys.argv[1]}: the broker's pid is known but server_memory has no peak_rss_bytes")
 PY
 }
 

@@ -33,6 +33,9 @@ const METRICS: &[Metric] = &[
     ("server cores", |r| r.cpu.server_cores),
     ("other processes' cores", |r| r.cpu.other_process_cores),
     ("steal cores", |r| r.cpu.steal_cores),
+    ("server peak resident MB", |r| {
+        r.server_memory.map(|m| m.peak_rss_bytes as f64 / 1e6)
+    }),
     ("produce MB/s per server core", |r| {
         r.cpu
             .server_cores

@@ -158,24 +158,29 @@ mod tests {
 
     #[test]
     fn own_and_machine_busy_time_count() {
+        // The machine's window holds the process's.
         let (m0, p0) = (sample_machine().unwrap(), sample(None).unwrap());
         let start = Instant::now();
         let mut x = 0u64;
-        while start.elapsed().as_millis() < 200 {
+        while start.elapsed().as_millis() < 500 {
             x = x.wrapping_add(std::hint::black_box(1));
         }
-        let (m1, p1) = (sample_machine().unwrap(), sample(None).unwrap());
+        let p1 = sample(None).unwrap();
+        let m1 = sample_machine().unwrap();
         let own = cores_between(p0, p1);
         let own_user = user_cores_between(p0, p1);
         let machine = machine_cores_between(m0, m1);
         // Any busy time shows (no upper bound: the other test threads of this process count too), and the machine
-        // holds this process (ticks are 10 ms: two of rounding over 200 ms).
+        // holds this process, roughly: a process's time is kept exactly, the machine's is sampled at each 10 ms tick,
+        // which misses threads that run between ticks. With the other tests' threads starting and stopping beside
+        // this one, the process came out 0.08-0.12 cores above the machine in 3 of 15 runs of 200-500 ms.
         assert!(
             x > 0 && own > 0.02 && own_user <= own,
             "{own}, user {own_user}"
         );
+        let holds = |machine: f64, own: f64| machine * 1.2 + 0.1 >= own;
         assert!(
-            machine.busy + 0.1 >= own && machine.user + 0.1 >= own_user && machine.steal >= 0.0,
+            holds(machine.busy, own) && holds(machine.user, own_user) && machine.steal >= 0.0,
             "machine {machine:?}, own {own}, own user {own_user}"
         );
     }

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod error;
 pub mod limits;
 pub mod machine;
+pub mod memory;
 pub mod native;
 pub mod payload;
 pub mod plot;

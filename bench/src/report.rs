@@ -132,6 +132,14 @@ pub fn summary(r: &BenchResult) -> String {
              compare with a run on a quiet machine"
         );
     }
+    if let Some(m) = r.server_memory {
+        let _ = writeln!(
+            out,
+            "server memory: peak {:.0} MB resident, {:.0} MB at the end",
+            m.peak_rss_bytes as f64 / 1e6,
+            m.rss_bytes as f64 / 1e6
+        );
+    }
     let _ = writeln!(
         out,
         "limits: fio seq write {} MB/s (QD1 {}), read {} MB/s, fdatasync p50 {} ms p99 {} ms, loopback {} Gbit/s",

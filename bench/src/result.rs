@@ -56,6 +56,9 @@ pub struct BenchResult {
     pub publish_latency_curve: Vec<CurvePoint>,
     pub e2e_latency_curve: Vec<CurvePoint>,
     pub cpu: Cpu,
+    /// `None` without `--server-pid` and in files written before the field.
+    #[serde(default)]
+    pub server_memory: Option<ServerMemory>,
     pub series: Vec<Second>,
     /// produce.mb_s / limits.fio_seq_write_mb_s.
     pub produce_to_disk_ratio: Option<f64>,
@@ -114,6 +117,16 @@ pub struct Cpu {
     /// Cores the hypervisor gave to others while this machine wanted to run (`/proc/stat` steal).
     #[serde(default)]
     pub steal_cores: Option<f64>,
+}
+
+/// The broker's memory at the end of the measured window (`memory.rs`; needs `--server-pid` and a broker on this
+/// machine). The scripts start a fresh broker per workload, so the peak is the workload's.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerMemory {
+    /// The broker's largest resident set since it started (`VmHWM`).
+    pub peak_rss_bytes: u64,
+    /// Its resident set at the end of the measured window (`VmRSS`).
+    pub rss_bytes: u64,
 }
 
 /// Other processes' user time above which a report says the run shared the machine (one busy neighbour thread is
@@ -273,6 +286,7 @@ impl BenchResult {
         }
         problems.extend(self.request_rtt_problems());
         problems.extend(self.machine_cpu_problems());
+        problems.extend(self.server_memory_problems());
         if produces && self.produce_to_disk_ratio.is_none() {
             problems.push("produce_to_disk_ratio missing".into());
         }
@@ -324,6 +338,17 @@ impl BenchResult {
             }
         }
         problems
+    }
+
+    /// The broker's peak resident set holds its resident set at the end.
+    fn server_memory_problems(&self) -> Option<String> {
+        let m = self.server_memory?;
+        (m.peak_rss_bytes < m.rss_bytes).then(|| {
+            format!(
+                "server_memory.peak_rss_bytes {} below rss_bytes {}",
+                m.peak_rss_bytes, m.rss_bytes
+            )
+        })
     }
 
     /// A request's round trip is measured for the same records as the publish latency, and a record's round trip is
@@ -453,6 +478,10 @@ count = 1
             other_process_cores: Some(0.01),
             steal_cores: Some(0.0),
         },
+        server_memory: Some(ServerMemory {
+            peak_rss_bytes: 300 << 20,
+            rss_bytes: 200 << 20,
+        }),
         series: (0..3)
             .map(|t| Second {
                 t_s: t,
@@ -546,7 +575,7 @@ mod tests {
     }
 
     #[test]
-    fn the_machine_cpu_holds_the_client() {
+    fn the_machine_cpu_holds_the_client_and_the_peak_memory_the_last() {
         let mut r = sample_result();
         r.cpu.machine_cores = Some(0.3);
         r.cpu.other_process_cores = Some(-0.1);
@@ -557,7 +586,18 @@ mod tests {
             "{problems}"
         );
 
+        r.server_memory = Some(ServerMemory {
+            peak_rss_bytes: 1 << 20,
+            rss_bytes: 2 << 20,
+        });
+        let problems = r.completeness_problems().join("; ");
+        assert!(
+            problems.contains("peak_rss_bytes 1048576 below"),
+            "{problems}"
+        );
+
         // Files written before the fields: not a gap.
+        r.server_memory = None;
         r.cpu.machine_cores = None;
         r.cpu.other_process_cores = None;
         r.cpu.steal_cores = None;

@@ -20,12 +20,14 @@ use crate::driver::{ConsumeJob, Driver, DriverKind, ProduceJob};
 use crate::error::BenchError;
 use crate::limits::Limits;
 use crate::machine::Machine;
+use crate::memory;
 use crate::native::admin::{self, TopicLayout};
 use crate::payload::now_micros;
 use crate::report;
 use crate::result::{
-    BenchResult, Broker, Cpu, Goal, Second, Throughput, GOAL_CATCHUP, GOAL_CATCHUP_TO_PRODUCE_MIN,
-    GOAL_P99_TO_FDATASYNC_MAX, GOAL_PRODUCE_RECORD_BYTES, GOAL_PRODUCE_TO_DISK_MIN, SCHEMA_VERSION,
+    BenchResult, Broker, Cpu, Goal, Second, ServerMemory, Throughput, GOAL_CATCHUP,
+    GOAL_CATCHUP_TO_PRODUCE_MIN, GOAL_P99_TO_FDATASYNC_MAX, GOAL_PRODUCE_RECORD_BYTES,
+    GOAL_PRODUCE_TO_DISK_MIN, SCHEMA_VERSION,
 };
 use crate::server_metrics::{Buckets, ServerMetrics};
 use crate::stats::{Live, Recorder, WorkerReport};
@@ -480,6 +482,7 @@ struct Measured {
     produce: Throughput,
     consume: Throughput,
     cpu: Cpu,
+    server_memory: Option<ServerMemory>,
     series: Vec<Second>,
     reports: Vec<WorkerReport>,
 }
@@ -560,6 +563,7 @@ fn measure<T>(
             seconds,
         ),
         cpu: cpu_between(&first, &last),
+        server_memory: pid.and_then(memory::sample),
         series,
         reports: Vec::new(),
     }
@@ -753,6 +757,7 @@ fn build_result(
         publish_latency_curve: publish.curve(),
         e2e_latency_curve: e2e.curve(),
         cpu: measured.cpu,
+        server_memory: measured.server_memory,
         series,
         produce_to_disk_ratio,
         disk_floor: opts.disk_floor.clone(),
@@ -910,6 +915,7 @@ mod tests {
             produce: mb_s(produce_mb_s),
             consume: mb_s(consume_mb_s),
             cpu: Cpu::default(),
+            server_memory: None,
             series: Vec::new(),
             reports: Vec::new(),
         }
