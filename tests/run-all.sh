@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the test dependencies, builds pinlog, runs the unit tests and then the end-to-end suite against real
-# pinlog processes. Exits non-zero if anything failed. PINLOG_SOAK=1 also runs the soak tests.
+# Installs the test dependencies, builds pinlog, checks formatting and clippy, runs the unit tests and then the
+# end-to-end suite against real pinlog processes. Exits non-zero if anything failed. PINLOG_SOAK=1 also runs the soak
+# tests.
 # Knobs: PINLOG_LOAD_SECONDS (max-rate load, default 20), PINLOG_E2E_ARGS (extra pytest arguments, e.g. "-k fetch"),
 # PINLOG_SKIP_UNIT=1 (skip cargo test), PINLOG_E2E_KEEP=1 (keep the data dirs of passing tests under target/e2e).
 set -euo pipefail
@@ -14,6 +15,18 @@ echo "=== install dependencies"
 
 echo "=== cargo build --release --workspace"
 cargo build --release --workspace
+
+# The code rules (cargo fmt, cargo clippy with no warnings) hold on every commit, not only on the machine that wrote
+# it. Both tools come with rustup's default profile; a toolchain without them gets them from rustup.
+echo "=== cargo fmt --check, cargo clippy -D warnings"
+lint_rc=0
+if ! cargo fmt --version > /dev/null 2>&1 || ! cargo clippy --version > /dev/null 2>&1; then
+    rustup component add rustfmt clippy || lint_rc=$?
+fi
+if [ "$lint_rc" -eq 0 ]; then
+    cargo fmt --all -- --check || lint_rc=$?
+    cargo clippy --workspace --all-targets --release -- -D warnings || lint_rc=$?
+fi
 
 unit_rc=0
 if [ "${PINLOG_SKIP_UNIT:-0}" != "1" ]; then
@@ -39,10 +52,13 @@ BENCH_SKIP_BUILD=1 timeout --kill-after=60 "${PINLOG_BENCH_DEADLINE_S:-1200}" be
 if [ "$bench_rc" -ne 0 ]; then
     echo "run-all: bench smoke failed (exit code $bench_rc)" >&2
 fi
+if [ "$lint_rc" -ne 0 ]; then
+    echo "run-all: cargo fmt or cargo clippy found problems (exit code $lint_rc)" >&2
+fi
 if [ "$unit_rc" -ne 0 ]; then
     echo "run-all: unit tests failed (cargo test exit code $unit_rc)" >&2
 fi
 if [ "$e2e_rc" -ne 0 ]; then
     echo "run-all: end-to-end tests failed (pytest exit code $e2e_rc)" >&2
 fi
-[ "$unit_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+[ "$lint_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
