@@ -1,6 +1,6 @@
 """The `pinlog topic|group|cluster` command line against a real node: aligned tables, `--format json`, and a
 non-zero exit with the Kafka error name when the broker refuses. The group commands act on a group made by a real
-consumer (confluent-kafka), and a reset is what the group resumes from.
+consumer (confluent-kafka), and a reset is what the group resumes from. `pinlog tune` reports the host.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 
 import kafka_wire
-from conftest import BINARY
+from conftest import BINARY, E2E_ROOT
 from kafka_wire import NONE
 
 GROUP_FLAGS = dict(group_initial_rebalance_delay_ms=200, group_min_session_timeout_ms=1000)
@@ -125,3 +125,23 @@ def test_group_commands_on_a_real_consumer_group(pinlog_factory):
     assert "cli-group" not in {g["group"] for g in cli_json(node, "group", "list")}
     missing = cli(node, "group", "delete", "cli-group", expect=1)
     assert "error: GROUP_ID_NOT_FOUND" in missing.stderr
+
+
+def test_tune_reports_what_the_shards_may_hold_against_the_hosts_memory():
+    """`pinlog tune` is what an operator runs before a first start: beside the cores and the data dir, it says how
+    much memory the default config's bounds let the shards hold, against the host's MemTotal."""
+    data_dir = E2E_ROOT / "tune-report"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([str(BINARY), "tune", "--data-dir", str(data_dir)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    memory = done.stdout.split("[memory]\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert memory[0].startswith("MemTotal = ") and memory[0].endswith(" MiB"), memory
+    total_mib = int(memory[0].split()[2])
+    with open("/proc/meminfo") as meminfo:
+        kib = int(next(line for line in meminfo if line.startswith("MemTotal:")).split()[1])
+    assert total_mib == kib // 1024
+    held = memory[1]
+    assert held.startswith("the shards may hold ") and "tail_cache_shard_bytes" in held, held
+    assert held.endswith(": fits") or "lower tail_cache_shard_bytes first" in held, held
+    assert "[recommended pinlog.toml]" in done.stdout

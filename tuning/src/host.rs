@@ -36,6 +36,23 @@ pub fn memlock_limit() -> Result<(Option<u64>, Option<u64>), std::io::Error> {
     Ok((finite(limit.rlim_cur), finite(limit.rlim_max)))
 }
 
+/// The host's memory in bytes (`MemTotal` of /proc/meminfo).
+pub fn mem_total_bytes() -> Result<u64, std::io::Error> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    parse_mem_total(&meminfo).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no MemTotal line in /proc/meminfo",
+        )
+    })
+}
+
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib = line["MemTotal:".len()..].trim().strip_suffix("kB")?.trim();
+    kib.parse::<u64>().ok().map(|k| k * 1024)
+}
+
 /// io_uring rings per shard that glommio registers the shard's I/O arena with (main, poll, latency); each
 /// registration counts the arena against RLIMIT_MEMLOCK.
 pub const IO_ARENA_RINGS_PER_SHARD: u64 = 3;
@@ -64,6 +81,14 @@ pub fn kernel_release() -> Result<String, std::io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hosts_memory_is_read_from_meminfo() {
+        let meminfo = "MemTotal:       24568132 kB\nMemFree:        23000000 kB\n";
+        assert_eq!(parse_mem_total(meminfo), Some(24_568_132 * 1024));
+        assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+        assert!(mem_total_bytes().unwrap() > 0, "this host's /proc/meminfo");
+    }
 
     #[test]
     fn nothing_always_fits_the_memlock_limit() {

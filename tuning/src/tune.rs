@@ -11,7 +11,8 @@ use crate::core_plan::{format_core_ids, host_core_ids, plan_cores_for_host, Core
 use crate::data_dir::{check_data_dir, DataDirReport};
 use crate::error::ConfigError;
 use crate::host::{
-    io_uring_available, kernel_release, memlock_fits, memlock_limit, IO_ARENA_RINGS_PER_SHARD,
+    io_uring_available, kernel_release, mem_total_bytes, memlock_fits, memlock_limit,
+    IO_ARENA_RINGS_PER_SHARD,
 };
 use crate::settings::Settings;
 
@@ -32,6 +33,10 @@ pub fn tune_report(data_dir: &Path) -> String {
         format!(
             "[memlock]\n{}",
             memlock_section(registered_bytes(&defaults))
+        ),
+        format!(
+            "[memory]\n{}",
+            memory_section(shard_memory_bytes(&defaults), mem_total_bytes())
         ),
         format!("[data dir]\n{}", data_dir_section(data_dir, &data)),
         format!("[kernel]\nrelease = {release}\n"),
@@ -108,6 +113,44 @@ fn registered_bytes(defaults: &Result<(Config, CorePlan), ConfigError>) -> Optio
         IO_ARENA_RINGS_PER_SHARD
             * plan.shard_cpus.len() as u64
             * config.shard_io_memory_bytes as u64,
+    )
+}
+
+/// Memory the default config lets its shards hold at most, beside the code, the indexes and the metadata: per
+/// shard, the tails' written batches, the requests in progress (unwritten appends included) and the I/O arena.
+fn shard_memory_bytes(defaults: &Result<(Config, CorePlan), ConfigError>) -> Option<u64> {
+    let (config, plan) = defaults.as_ref().ok()?;
+    let per_shard = config.tail_cache_shard_bytes
+        + config.inflight_request_bytes_max
+        + config.shard_io_memory_bytes;
+    Some(plan.shard_cpus.len() as u64 * per_shard as u64)
+}
+
+/// Share of the host's memory past which the shards' bounds are worth lowering: the page cache, the clients on
+/// the same host and the kernel's socket buffers need the rest.
+const SHARD_MEMORY_SHARE_MAX: f64 = 0.5;
+
+fn memory_section(held: Option<u64>, total: Result<u64, std::io::Error>) -> String {
+    let total = match total {
+        Ok(total) => total,
+        Err(err) => return format!("MemTotal: unknown ({err})\n"),
+    };
+    let Some(held) = held else {
+        return format!("MemTotal = {}\n", mib(total));
+    };
+    let share = held as f64 / total as f64;
+    let note = if share > SHARD_MEMORY_SHARE_MAX {
+        "more than half the host's memory: lower tail_cache_shard_bytes first (fetches of older data then read \
+         the disk), then inflight_request_bytes_max"
+    } else {
+        "fits"
+    };
+    format!(
+        "MemTotal = {}\nthe shards may hold {} (shards x (tail_cache_shard_bytes + inflight_request_bytes_max + \
+         shard_io_memory_bytes)), {:.1} % of it: {note}\n",
+        mib(total),
+        mib(held),
+        share * 100.0
     )
 }
 
@@ -196,6 +239,7 @@ mod tests {
             "[cores]",
             "[io_uring]",
             "[memlock]",
+            "[memory]",
             "[data dir]",
             "[kernel]",
             "[recommended pinlog.toml]",
@@ -216,6 +260,24 @@ mod tests {
                 >= 4,
             "{snippet}"
         );
+    }
+
+    #[test]
+    fn memory_section_says_what_the_shards_may_hold_and_when_it_is_too_much() {
+        let gib = 1u64 << 30;
+        let fits = memory_section(Some(gib), Ok(10 * gib));
+        assert!(
+            fits.contains("MemTotal = 10240 MiB\nthe shards may hold 1024 MiB")
+                && fits.contains("10.0 % of it: fits"),
+            "{fits}"
+        );
+        let over = memory_section(Some(3 * gib), Ok(4 * gib));
+        assert!(
+            over.contains("75.0 % of it: more than half the host's memory: lower tail_cache_shard_bytes first"),
+            "{over}"
+        );
+        let unknown = memory_section(Some(gib), Err(std::io::Error::other("no /proc")));
+        assert_eq!(unknown, "MemTotal: unknown (no /proc)\n");
     }
 
     #[test]
