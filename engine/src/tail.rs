@@ -112,9 +112,10 @@ impl Tail {
     }
 
     fn pop_front(&mut self) {
-        let e = self.entries.pop_front().expect("an entry to pop");
-        self.bytes -= e.len;
-        self.budget.sub(e.len);
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= e.len;
+            self.budget.sub(e.len);
+        }
     }
 
     /// Drop entries below `log_start` (retention deleted their segments).
@@ -174,7 +175,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn unbounded() -> Tail {
+    fn tail_without_shard_bound() -> Tail {
         Tail::new(TailBudget::unlimited(Arc::default()))
     }
 
@@ -194,7 +195,7 @@ mod tests {
     fn reads_whole_entries_and_evicts_only_written() {
         let a = Bytes::from(vec![1u8; 30]);
         let b = Bytes::from(vec![2u8; 10]);
-        let mut t = unbounded();
+        let mut t = tail_without_shard_bound();
         t.push(entry(&a, 0, 0, 10));
         t.push(entry(&a, 1, 10, 20));
         t.push(entry(&b, 2, 0, 10));
@@ -223,7 +224,7 @@ mod tests {
         let a = Bytes::from(vec![1u8; run]);
         let b = Bytes::from(vec![2u8; 100]);
         let c = Bytes::from(vec![3u8; 100]);
-        let mut t = unbounded();
+        let mut t = tail_without_shard_bound();
         t.push(entry(&b, 0, 0, 100));
         t.push(entry(&a, 1, 0, run / 2));
         t.push(entry(&a, 2, run / 2, run / 2));
