@@ -43,10 +43,6 @@ impl TailBudget {
         TailBudget::new(usize::MAX, metrics)
     }
 
-    pub fn used(&self) -> usize {
-        self.used.get()
-    }
-
     pub(crate) fn add(&self, bytes: usize) {
         self.set_used(self.used.get() + bytes);
     }
