@@ -15,6 +15,8 @@ FIGURES = [
     ("publish p50 ms", ("publish_latency_ms", "p50")),
     ("publish p99 ms", ("publish_latency_ms", "p99")),
     ("round trip p99 ms", ("produce_request_rtt_ms", "p99")),
+    ("librdkafka round trip p99 ms", ("librdkafka", "rtt_p99_ms", "median_ms")),
+    ("librdkafka queue p99 ms", ("librdkafka", "queue_p99_ms", "median_ms")),
     ("e2e p99 ms", ("e2e_latency_ms", "p99")),
     ("disk alone p99", ("disk_floor", "latency_ms", "p99")),
     ("server cores", ("cpu", "server_cores")),

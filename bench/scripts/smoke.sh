@@ -25,7 +25,8 @@ trap 'stop_broker' EXIT
 "$bench_bin" limits --data-dir "$work" > /dev/null
 
 # A run that produced with acks=all against pinlog's metrics endpoint has the broker's commit figures in its series,
-# and the native driver's has each Produce request's round trip (validate checks it against the publish latency).
+# and the native driver's has each Produce request's round trip (validate checks it against the publish latency), the
+# rdkafka driver's librdkafka's own round trip windows.
 # Every run has the machine's CPU (validate checks it holds the client's), and the broker's memory where its pid is
 # known.
 server_figures_present() {
@@ -37,6 +38,8 @@ if r["produce"]["records"] > 0 and r["workload"]["producer"]["acks"] == "all":
         sys.exit(f"{sys.argv[1]}: no second has server_commit_max_ms")
 if r["driver"] == "native" and r["publish_latency_ms"]["count"] > 0 and not r.get("produce_request_rtt_ms"):
     sys.exit(f"{sys.argv[1]}: a native run with publish latency has no produce_request_rtt_ms")
+if r["driver"] == "rdkafka" and r["publish_latency_ms"]["count"] > 0 and not (r.get("librdkafka") or {}).get("rtt_p99_ms"):
+    sys.exit(f"{sys.argv[1]}: an rdkafka run with publish latency has no librdkafka.rtt_p99_ms")
 if any(r["cpu"].get(k) is None for k in ("machine_cores", "other_process_cores", "steal_cores")):
     sys.exit(f"{sys.argv[1]}: cpu lacks machine_cores, other_process_cores or steal_cores")
 if r["broker"].get("server_pid") and not (r.get("server_memory") or {}).get("peak_rss_bytes"):

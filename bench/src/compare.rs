@@ -26,6 +26,14 @@ const METRICS: &[Metric] = &[
     ("produce request round trip p99 ms", |r| {
         r.produce_request_rtt_ms.map(|p| p.p99)
     }),
+    ("librdkafka round trip p99 ms (median second)", |r| {
+        r.librdkafka.and_then(|w| w.rtt_p99_ms).map(|s| s.median_ms)
+    }),
+    ("librdkafka producer queue p99 ms (median second)", |r| {
+        r.librdkafka
+            .and_then(|w| w.queue_p99_ms)
+            .map(|s| s.median_ms)
+    }),
     ("end-to-end p50 ms", |r| Some(r.e2e_latency_ms.p50)),
     ("end-to-end p99 ms", |r| Some(r.e2e_latency_ms.p99)),
     ("end-to-end p99.9 ms", |r| Some(r.e2e_latency_ms.p999)),

@@ -6,6 +6,7 @@
 //! ([`limits`]) so every figure is read against what the hardware can do. [`report`], [`plot`] and [`compare`] turn
 //! result files into tables and SVG plots.
 
+pub mod client_windows;
 pub mod compare;
 pub mod cpu;
 pub mod disk_floor;

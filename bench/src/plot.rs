@@ -61,7 +61,8 @@ pub fn line_chart(
         .y_desc(y_label)
         .draw()
         .map_err(|e| err(e.to_string()))?;
-    for (i, line) in lines.iter().enumerate() {
+    // A figure the run did not measure (no broker metrics, the other driver's) gets no legend entry.
+    for (i, line) in lines.iter().filter(|l| !l.points.is_empty()).enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
             .draw_series(LineSeries::new(
@@ -147,6 +148,8 @@ pub fn render(r: &BenchResult, stem: &Path) -> Result<Vec<PathBuf>, BenchError> 
             series_line(r, "end-to-end p50", |s| s.e2e_p50_ms),
             series_line(r, "end-to-end p99", |s| s.e2e_p99_ms),
             series_line(r, "server commit max", |s| s.server_commit_max_ms),
+            series_line(r, "librdkafka round trip p99", |s| s.client_rtt_p99_ms),
+            series_line(r, "librdkafka queue p99", |s| s.client_queue_p99_ms),
         ],
     )?;
     let percentiles = path("-percentiles.svg");

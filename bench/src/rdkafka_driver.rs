@@ -4,7 +4,8 @@
 //! librdkafka does its own batching, pipelining and partitioning (keys are hashed to partitions), configured from the
 //! workload (`acks`, `compression.type`, `enable.idempotence`, `linger.ms`, `batch.size`,
 //! `max.in.flight.requests.per.connection`) and then the workload's `[rdkafka]` table, which wins. Publish latency is
-//! taken in the delivery callback from the stamp at the head of the acknowledged record's value.
+//! taken in the delivery callback from the stamp at the head of the acknowledged record's value; librdkafka's own round
+//! trip and queue wait come from its statistics, once a second (`client_windows.rs`).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::client_windows::STATISTICS_INTERVAL_MS;
 use crate::driver::{ConsumeJob, Driver, DriverKind, Pacer, ProduceJob};
 use crate::error::BenchError;
 use crate::payload::{now_micros, stamp_of, RecordFactory};
@@ -39,7 +42,13 @@ struct DeliveryContext {
     acknowledged: bool,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    /// librdkafka's windows of the interval just ended (on the producing thread, inside `poll`).
+    fn stats(&self, statistics: Statistics) {
+        let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        report.client_windows.note(&self.live, &statistics);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
@@ -107,7 +116,9 @@ pub fn producer_config(bootstrap: &str, workload: &Workload) -> ClientConfig {
             p.max_in_flight.to_string(),
         )
         .set("queue.buffering.max.kbytes", "1048576")
-        .set("message.timeout.ms", "60000");
+        .set("message.timeout.ms", "60000")
+        // Its round trip and queue wait per window: the split of a publish (`client_windows.rs`).
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
     for (k, v) in &workload.rdkafka {
         config.set(k, v);
     }
@@ -279,6 +290,11 @@ mod tests {
         assert_eq!(c.get("enable.idempotence"), Some("false"));
         assert_eq!(c.get("linger.ms"), Some("20"), "[rdkafka] applies last");
         assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+        assert_eq!(
+            c.get("statistics.interval.ms"),
+            Some("1000"),
+            "the run's librdkafka windows"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::client_windows::WindowSummary;
 use crate::disk_floor::Files;
 use crate::result::{BenchResult, Second, GOAL_CATCHUP, OTHER_PROCESS_CORES_NOTABLE};
 use crate::stats::Live;
@@ -102,6 +103,22 @@ pub fn summary(r: &BenchResult) -> String {
             out,
             "{name:<22} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10}",
             p.p50, p.p90, p.p99, p.p999, p.max, p.count
+        );
+    }
+    if let Some(w) = &r.librdkafka {
+        let figure = |name: &str, s: &Option<WindowSummary>| {
+            s.map_or(format!("{name} -"), |s| {
+                format!(
+                    "{name} {:.2} (worst {:.2}, {} s)",
+                    s.median_ms, s.max_ms, s.seconds
+                )
+            })
+        };
+        let _ = writeln!(
+            out,
+            "librdkafka's own p99 per second, median ms: {}; {}",
+            figure("request round trip", &w.rtt_p99_ms),
+            figure("producer queue", &w.queue_p99_ms)
         );
     }
     if r.consumers_behind_window() {

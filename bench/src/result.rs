@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::client_windows::LibrdkafkaWindows;
 use crate::disk_floor::DiskFloor;
 use crate::error::BenchError;
 use crate::limits::Limits;
@@ -52,6 +53,10 @@ pub struct BenchResult {
     /// rest is the record's wait in the client). The native driver only; librdkafka's requests are not the bench's.
     #[serde(default)]
     pub produce_request_rtt_ms: Option<Percentiles>,
+    /// The rdkafka driver's split of a publish from librdkafka's statistics: the median and the worst over seconds of
+    /// each second's p99 of its round trip and of its producer queue wait. `None` for the native driver.
+    #[serde(default)]
+    pub librdkafka: Option<LibrdkafkaWindows>,
     pub e2e_latency_ms: Percentiles,
     pub publish_latency_curve: Vec<CurvePoint>,
     pub e2e_latency_curve: Vec<CurvePoint>,
@@ -154,6 +159,12 @@ pub struct Second {
     pub server_commit_p99_ms: Option<f64>,
     #[serde(default)]
     pub server_commit_max_ms: Option<f64>,
+    /// librdkafka's own windows ending about then (rdkafka driver; `client_windows.rs`): the worst p99 over
+    /// producers and brokers of its request round trip (`rtt`) and of its producer queue wait (`int_latency`).
+    #[serde(default)]
+    pub client_rtt_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub client_queue_p99_ms: Option<f64>,
 }
 
 /// A goal from the issue, evaluated where this workload measures it.
@@ -468,6 +479,7 @@ count = 1
             p50: latency.p50 / 2.0,
             ..latency
         }),
+        librdkafka: None,
         e2e_latency_ms: latency,
         publish_latency_curve: curve.clone(),
         e2e_latency_curve: curve,
@@ -497,6 +509,8 @@ count = 1
                 server_cores: Some(1.0),
                 server_commit_p99_ms: Some(0.5),
                 server_commit_max_ms: None,
+                client_rtt_p99_ms: None,
+                client_queue_p99_ms: None,
             })
             .collect(),
         produce_to_disk_ratio: Some(0.1024),

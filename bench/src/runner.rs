@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::client_windows::ClientWindows;
 use crate::cpu::{self, CpuSample, MachineSample};
 use crate::disk_floor::{self, DiskFloor};
 use crate::driver::{ConsumeJob, Driver, DriverKind, ProduceJob};
@@ -640,10 +641,12 @@ fn build_result(
     let w = &opts.workload;
     let mut publish = Recorder::default();
     let mut request_rtt = Recorder::default();
+    let mut client_windows = ClientWindows::default();
     let mut e2e = Recorder::default();
     for r in &measured.reports {
         publish.merge(&r.publish);
         request_rtt.merge(&r.request_rtt);
+        client_windows.merge(&r.client_windows);
         e2e.merge(&r.e2e);
         errors.extend(r.first_error.clone());
     }
@@ -655,6 +658,10 @@ fn build_result(
     for (second, pair) in series.iter_mut().zip(e2e.per_second()) {
         second.e2e_p50_ms = pair.map(|p| p.0);
         second.e2e_p99_ms = pair.map(|p| p.1);
+    }
+    for (t, second) in series.iter_mut().enumerate() {
+        second.client_rtt_p99_ms = client_windows.rtt_p99.at(t);
+        second.client_queue_p99_ms = client_windows.queue_p99.at(t);
     }
     let produces = fill.is_none() && w.producer.count > 0;
     let produce_to_disk_ratio = match (produces, opts.limits.fio_seq_write_mb_s) {
@@ -753,6 +760,7 @@ fn build_result(
         fill,
         publish_latency_ms,
         produce_request_rtt_ms: (request_rtt.count() > 0).then(|| request_rtt.percentiles()),
+        librdkafka: client_windows.summary(),
         e2e_latency_ms: e2e.percentiles(),
         publish_latency_curve: publish.curve(),
         e2e_latency_curve: e2e.curve(),

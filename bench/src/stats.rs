@@ -11,6 +11,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::client_windows::ClientWindows;
+
 /// How often a consumer waiting for the measured window looks again.
 const WINDOW_POLL: Duration = Duration::from_millis(1);
 /// Largest latency a histogram holds (1 hour in µs); larger samples are clamped to it.
@@ -241,6 +243,8 @@ pub struct WorkerReport {
     /// Produce request written -> its answer read, once per record it carried (native producer). A publish is this
     /// plus the record's wait in the client: linger, a full batch, the in-flight window.
     pub request_rtt: Recorder,
+    /// librdkafka's own round trip and queue wait, window by window (rdkafka producers).
+    pub client_windows: ClientWindows,
     /// Stamp in the record -> consumed (consumers).
     pub e2e: Recorder,
     /// First error the thread saw, for the report.
