@@ -115,6 +115,10 @@ pub struct StorageMetrics {
     pub write_buffers_outside_arena_total: AtomicU64,
     /// New segments written over a deleted segment's file instead of a new one (`recycle.rs`).
     pub segments_recycled_total: AtomicU64,
+    /// Commits written as two writes, the rewritten partial block apart from the rest, because the rest reaches
+    /// preallocated blocks never written (`group_commit::write_commit`); a commit over a recycled file's written
+    /// blocks goes as one.
+    pub commits_split_total: AtomicU64,
     /// Deleted partitions whose files are not freed yet (`doomed.rs`): their space is still taken.
     pub deleted_partitions_pending: AtomicU64,
     /// Bytes the shard's partitions keep in their tails (unwritten batches and recent written ones), bounded by

@@ -81,6 +81,9 @@ pub struct SegmentState {
     pub written: u64,
     /// Current (preallocated) file length.
     pub allocated: u64,
+    /// File positions below this hold blocks written before, by the segment whose file this recycles: a commit that
+    /// ends below it only overwrites (`recycle.rs`). 0 for a new file.
+    pub overwrites_below: u64,
     /// Offset after the last appended batch.
     pub next_offset: i64,
     /// Offset after the last written batch.

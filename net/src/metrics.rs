@@ -123,7 +123,7 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             );
         }
     }
-    let storage_values: [(&str, &str, StorageValue); 6] = [
+    let storage_values: [(&str, &str, StorageValue); 7] = [
         ("pinlog_storage_written_bytes_total", "counter", |s| {
             &s.written_bytes_total
         }),
@@ -132,6 +132,9 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             "counter",
             |s| &s.write_buffers_outside_arena_total,
         ),
+        ("pinlog_storage_commits_split_total", "counter", |s| {
+            &s.commits_split_total
+        }),
         ("pinlog_storage_segments_recycled_total", "counter", |s| {
             &s.segments_recycled_total
         }),
