@@ -7,7 +7,8 @@
 //! window: percentiles of different windows do not merge. So each measured second keeps its worst p99 over producers
 //! and brokers, and the run keeps the median and the worst of those seconds.
 
-use rdkafka::statistics::{Statistics, Window};
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::payload::now_micros;
@@ -74,12 +75,15 @@ pub struct ClientWindows {
 }
 
 impl ClientWindows {
-    /// Notes one emission. Its window covers the interval before it, so it counts in the second of that interval's
-    /// middle; windows outside the measured seconds are left out, as are librdkafka's bootstrap entries (no node id)
-    /// and windows that saw nothing.
-    pub fn note(&mut self, live: &Live, stats: &Statistics) {
+    /// Notes one emission (librdkafka's statistics JSON; a document it cannot read is left out). Its window covers
+    /// the interval before it, so it counts in the second of that interval's middle; windows outside the measured
+    /// seconds are left out, as are librdkafka's bootstrap entries (no node id) and windows that saw nothing.
+    pub fn note(&mut self, live: &Live, statistics_json: &[u8]) {
         let middle = now_micros().saturating_sub(STATISTICS_INTERVAL_MS * 1000 / 2);
         let Some(second) = live.second_of(middle) else {
+            return;
+        };
+        let Ok(stats) = serde_json::from_slice::<StatisticsWindows>(statistics_json) else {
             return;
         };
         for broker in stats.brokers.values().filter(|b| b.nodeid >= 0) {
@@ -107,7 +111,28 @@ impl ClientWindows {
     }
 }
 
-/// librdkafka's windows are in microseconds.
+/// The part of librdkafka's statistics document read here. Parsing only this skips the rest (per partition, per
+/// topic) without building it, and does not depend on fields a librdkafka version may lack.
+#[derive(Deserialize)]
+struct StatisticsWindows {
+    #[serde(default)]
+    brokers: HashMap<String, BrokerWindows>,
+}
+
+#[derive(Deserialize)]
+struct BrokerWindows {
+    nodeid: i64,
+    rtt: Option<Window>,
+    int_latency: Option<Window>,
+}
+
+/// One rolling window, in microseconds.
+#[derive(Deserialize)]
+struct Window {
+    cnt: i64,
+    p99: i64,
+}
+
 fn p99_ms(window: Option<&Window>) -> Option<f64> {
     window
         .filter(|w| w.cnt > 0)
@@ -158,30 +183,21 @@ mod tests {
         assert_eq!(WorstPerSecond::default().summary(), None);
     }
 
-    /// librdkafka's statistics JSON, cut to the fields read here: a bootstrap entry (no node id) and one broker.
-    fn statistics(rtt_p99_us: i64, queue_p99_us: i64, rtt_cnt: i64) -> Statistics {
-        let window = |p99: i64, cnt: i64| {
-            serde_json::json!({"min": 1, "max": p99, "avg": p99 / 2, "sum": p99 * cnt, "cnt": cnt, "stddev": 0,
-                "hdrsize": 0, "p50": p99 / 2, "p75": p99, "p90": p99, "p95": p99, "p99": p99, "p99_99": p99,
-                "outofrange": 0})
+    /// librdkafka's statistics JSON, cut to what is read here and a little more: a bootstrap entry (no node id) and
+    /// one broker.
+    fn statistics(rtt_p99_us: i64, queue_p99_us: i64, rtt_cnt: i64) -> Vec<u8> {
+        let window = |p99: i64, cnt: i64| serde_json::json!({"min": 1, "max": p99, "cnt": cnt, "p50": p99 / 2, "p99": p99});
+        let broker = |nodeid: i64, rtt: i64, queue: i64| {
+            serde_json::json!({"nodeid": nodeid, "state": "UP", "int_latency": window(queue, rtt_cnt),
+                "rtt": window(rtt, rtt_cnt), "toppars": {}})
         };
-        let broker = |name: &str, nodeid: i64, rtt: i64, queue: i64| {
-            serde_json::json!({"name": name, "nodeid": nodeid, "nodename": name, "source": "configured",
-                "state": "UP", "stateage": 0, "outbuf_cnt": 0, "outbuf_msg_cnt": 0, "waitresp_cnt": 0,
-                "waitresp_msg_cnt": 0, "tx": 0, "txbytes": 0, "txerrs": 0, "txretries": 0, "txidle": 0, "rxidle": 0, "req_timeouts": 0,
-                "rx": 0, "rxbytes": 0, "rxerrs": 0, "rxcorriderrs": 0, "rxpartial": 0, "zbuf_grow": 0,
-                "buf_grow": 0, "int_latency": window(queue, rtt_cnt), "outbuf_latency": window(0, 0),
-                "rtt": window(rtt, rtt_cnt), "throttle": window(0, 0), "req": {}, "toppars": {}})
-        };
-        let json = serde_json::json!({"name": "p", "client_id": "c", "type": "producer", "ts": 0, "time": 0,
-        "age": 0, "replyq": 0, "msg_cnt": 0, "msg_size": 0, "msg_max": 0, "msg_size_max": 0, "simple_cnt": 0,
-        "metadata_cache_cnt": 0, "tx": 0, "tx_bytes": 0, "rx": 0, "rx_bytes": 0, "txmsgs": 0,
-        "txmsg_bytes": 0, "rxmsgs": 0, "rxmsg_bytes": 0, "topics": {},
-        "brokers": {
-            "bootstrap": broker("bootstrap", -1, 900_000, 900_000),
-            "b1": broker("127.0.0.1:9092/1", 1, rtt_p99_us, queue_p99_us),
-        }});
-        serde_json::from_value(json).expect("a statistics document")
+        serde_json::to_vec(
+            &serde_json::json!({"name": "p", "type": "producer", "topics": {}, "brokers": {
+                "bootstrap": broker(-1, 900_000, 900_000),
+                "127.0.0.1:9092/1": broker(1, rtt_p99_us, queue_p99_us),
+            }}),
+        )
+        .expect("a JSON document")
     }
 
     #[test]
@@ -205,5 +221,11 @@ mod tests {
         let s = w.summary().unwrap();
         assert_eq!(s.rtt_p99_ms.unwrap().max_ms, 4.0);
         assert_eq!(s.queue_p99_ms.unwrap().seconds, 1);
+        w.note(&live, b"not json");
+        assert_eq!(
+            w.rtt_p99.at(1),
+            Some(4.0),
+            "a document it cannot read changes nothing"
+        );
     }
 }

@@ -16,7 +16,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client_windows::STATISTICS_INTERVAL_MS;
@@ -43,10 +42,11 @@ struct DeliveryContext {
 }
 
 impl ClientContext for DeliveryContext {
-    /// librdkafka's windows of the interval just ended (on the producing thread, inside `poll`).
-    fn stats(&self, statistics: Statistics) {
+    /// librdkafka's windows of the interval just ended (on the producing thread, inside `poll`), read straight from
+    /// its JSON (`client_windows.rs`).
+    fn stats_raw(&self, statistics: &[u8]) {
         let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
-        report.client_windows.note(&self.live, &statistics);
+        report.client_windows.note(&self.live, statistics);
     }
 }
 
