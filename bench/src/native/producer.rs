@@ -1,4 +1,5 @@
-//! The native producer: batches records per partition into one reused buffer and pipelines Produce requests.
+//! The native producer: batches records per partition into one reused buffer and pipelines Produce requests; a
+//! batch goes from that buffer to the socket without a copy of its own.
 //!
 //! Per leader broker there is one connection: this thread sends requests on its writing half, and a reader thread
 //! takes the responses on the other. A bounded channel between them holds one entry per request in flight, so a full
@@ -178,7 +179,7 @@ fn send_batch(
 ) -> Result<u64, BenchError> {
     let records = batch.records();
     let bytes = batch.payload_bytes();
-    let encoded = Bytes::copy_from_slice(batch.finish());
+    // The batch goes to the socket from the builder's buffer: the request carries empty records in its place.
     let request = ProduceRequest::default()
         .with_acks(job.workload.producer.acks.wire())
         .with_timeout_ms(PRODUCE_TIMEOUT_MS)
@@ -186,10 +187,10 @@ fn send_batch(
             .with_name(topic.clone())
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition as i32)
-                .with_records(Some(encoded))])]);
+                .with_records(Some(Bytes::new()))])]);
     let addr = &job.layout.brokers[&job.layout.leaders[partition]];
     let pipe = pipes.get_mut(addr).expect("a pipe per leader");
-    let correlation_id = pipe.sender.send(ApiKey::Produce, &request)?;
+    let correlation_id = pipe.sender.send_produce(&request, batch.finish())?;
     let written_us = now_micros();
     if job.workload.producer.acks == Acks::None {
         // No response will come: the send is all there is to count.
