@@ -108,18 +108,19 @@ impl Default for Recorder {
 impl Recorder {
     /// Records `done_us - stamp_us` if the stamp is inside the measured window; returns whether it counted.
     pub fn record(&mut self, live: &Live, stamp_us: u64, done_us: u64) -> bool {
-        let Some(second) = live.second_of(stamp_us) else {
-            return false;
-        };
-        self.add(second, done_us.saturating_sub(stamp_us), 1);
-        true
+        self.record_n(live, stamp_us, done_us.saturating_sub(stamp_us), 1)
     }
 
-    /// Records `latency_us` `n` times, in the second of `stamp_us`, if that stamp is inside the measured window: one
-    /// request's figure weighted by the records it carried.
-    pub fn record_n(&mut self, live: &Live, stamp_us: u64, latency_us: u64, n: u64) {
-        if let (Some(second), true) = (live.second_of(stamp_us), n > 0) {
-            self.add(second, latency_us, n);
+    /// Records `latency_us` `n` times, in the second of `stamp_us`, if that stamp is inside the measured window (one
+    /// request's figure weighted by the records it carried, or records that share a stamp); returns whether it
+    /// counted.
+    pub fn record_n(&mut self, live: &Live, stamp_us: u64, latency_us: u64, n: u64) -> bool {
+        match live.second_of(stamp_us) {
+            Some(second) if n > 0 => {
+                self.add(second, latency_us, n);
+                true
+            }
+            _ => false,
         }
     }
 
