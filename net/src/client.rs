@@ -3,9 +3,9 @@
 //! command line and by pinlog-bench's native driver, against pinlog or any Kafka-compatible broker.
 //!
 //! Blocking I/O on std threads is the leanest client per CPU: no runtime, no wakeups beyond the kernel's. Pipelining
-//! (many requests in flight) comes from splitting the stream into a writer and a reader half ([`Conn::split`]); Kafka
-//! answers a connection's requests in order, so the reader matches responses to requests by queue position and checks
-//! the correlation id.
+//! (many Produce requests in flight) comes from splitting the stream into a writer and a reader half
+//! ([`Conn::split`]; the writer sends with [`ConnSender::send_produce`]); Kafka answers a connection's requests in
+//! order, so the reader matches responses to requests by queue position and checks the correlation id.
 
 use std::io::{BufReader, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -267,12 +267,6 @@ impl Conn {
 impl ConnSender {
     pub fn version(&self, api: ApiKey) -> Result<i16, ClientError> {
         self.versions.of(api)
-    }
-
-    /// Sends a request at the negotiated version; returns its correlation id.
-    pub fn send<R: Request>(&mut self, api: ApiKey, request: &R) -> Result<i32, ClientError> {
-        let version = self.versions.of(api)?;
-        self.send_at(api, version, request)
     }
 
     fn send_at<R: Encodable + HeaderVersion>(
