@@ -98,13 +98,17 @@ fn fetch_encode(c: &mut Criterion) {
         })
     });
     // What the server sends: a frame that refers to the record sets (pinlog_net::response).
+    let mut referring = response.clone();
+    let mut referred = Vec::new();
+    for p in &mut referring.responses[0].partitions {
+        let records = p.records.take().expect("records").into();
+        let (written, by_reference) = pinlog_net::response::ByReference::plan(records);
+        p.records = Some(written);
+        referred.extend(by_reference);
+    }
     group.bench_function("4x256KiB_referring", |b| {
         b.iter(|| {
-            let records = pinlog_net::api::fetch::record_sets(
-                &response,
-                pinlog_net::response::BY_REFERENCE_BYTES_MIN,
-            );
-            pinlog_net::api::encode_referring(7, FETCH_VERSION, &response, records)
+            pinlog_net::api::encode_referring(7, FETCH_VERSION, &referring, referred.clone())
                 .expect("encodable")
         })
     });

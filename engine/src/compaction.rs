@@ -149,7 +149,7 @@ impl PartitionLog {
         let mut offset = self.log_start_offset();
         loop {
             let chunk = match self.read(offset, KEY_SCAN_READ_BYTES).await {
-                Ok(r) => r.records,
+                Ok(r) => r.records.into_contiguous(),
                 // DeleteRecords moved the start meanwhile.
                 Err(ReadError::OffsetOutOfRange { log_start, .. }) if offset < log_start => {
                     offset = log_start;

@@ -26,6 +26,7 @@ mod producer_snapshot;
 mod producer_state;
 mod readahead;
 mod reap;
+mod record_set;
 mod records;
 mod recovery;
 mod recycle;
@@ -42,6 +43,7 @@ pub use config::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType, MAX_BATCH
 pub use error::{AppendError, DeleteRecordsError, EngineError, ReadError};
 pub use log::{AppendOutcome, PartitionLog, ReadOutcome};
 pub use metrics::{LatencyHistogram, StorageMetrics};
+pub use record_set::RecordSet;
 pub use storage::{remove_interrupted_deletes, ShardStorage};
 pub use tail_budget::TailBudget;
 

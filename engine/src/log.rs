@@ -28,6 +28,7 @@ use crate::metrics::StorageMetrics;
 use crate::producer_snapshot;
 use crate::producer_state::{BatchMeta, ProducerStateMap, Staged, Verdict};
 use crate::readahead::Readahead;
+use crate::record_set::RecordSet;
 use crate::records;
 use crate::recovery;
 use crate::recycle::{self, FreeFile};
@@ -64,7 +65,7 @@ pub struct AppendOutcome {
 
 #[derive(Clone, Debug)]
 pub struct ReadOutcome {
-    pub records: Bytes,
+    pub records: RecordSet,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
@@ -238,7 +239,8 @@ impl PartitionLog {
                 .read(offset, READ_BYTES_MAX as usize)
                 .await
                 .map_err(ReadError::into_io)?
-                .records;
+                .records
+                .into_contiguous();
             if chunk.is_empty() {
                 break;
             }
@@ -561,7 +563,7 @@ impl PartitionLog {
             log_start_offset: log_start,
         };
         if offset == hw {
-            return Some(Ok(outcome(Bytes::new())));
+            return Some(Ok(outcome(RecordSet::default())));
         }
         let cached = self.inner.borrow().tail.read(offset, hw, max_bytes);
         cached.map(|records| Ok(outcome(records)))
@@ -582,8 +584,10 @@ impl PartitionLog {
         let mut offset = offset;
         loop {
             let (file, start, limit, next_base) = self.locate(offset)?;
-            let records =
-                read_from_file(&file, &self.readahead, start, limit, offset, hw, max_bytes).await?;
+            let records: RecordSet =
+                read_from_file(&file, &self.readahead, start, limit, offset, hw, max_bytes)
+                    .await?
+                    .into();
             match next_base {
                 // Compaction emptied the rest of this segment: go on with the next one.
                 Some(next) if records.is_empty() && next < hw => {

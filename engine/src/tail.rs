@@ -3,11 +3,13 @@
 //! and the group commit copies dirty bytes from here into its DMA buffer.
 //!
 //! Each produce request is copied once into one buffer (`chunk`); its batches are slices of it.
-//! A read is answered with a zero-copy slice of one chunk unless that chunk holds less than
-//! [`ZERO_COPY_RUN_MIN`] bytes of the answer. Copying a large read out of many chunks into a
-//! new buffer made a catch-up from a large tail slower than reading the disk (bench/EXPERIMENTS.md,
-//! "Serving the catch-up from memory").
+//! A read is answered with the batches' runs in place (a [`RecordSet`] of slices of the chunks),
+//! and only runs smaller than [`REFER_RUN_MIN`] are copied, together, into one new piece. Copying
+//! a large read out of many chunks made a catch-up from a large tail slower than reading the disk,
+//! and cutting the read short at a chunk's end left tailing consumers a standing lag
+//! (bench/EXPERIMENTS.md, "Serving the catch-up from memory" and "Short reads by reference").
 
+use crate::record_set::RecordSet;
 use crate::tail_budget::TailBudget;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -37,10 +39,10 @@ impl TailEntry {
     }
 }
 
-/// Bytes of one chunk that a read returns by reference even when the next chunk would continue
-/// the answer: the client's next fetch costs less than copying (a fetch of a partition is up to
-/// 1 MiB, and the producers' batches of one request are usually 16 KiB to 1 MiB).
-pub const ZERO_COPY_RUN_MIN: usize = 64 << 10;
+/// Runs of an answer (batches back to back in one chunk) at least this large are answered by
+/// reference; smaller ones are copied, because sending a piece costs an iovec and a frame split.
+/// Equal to the Fetch encoder's own threshold for copying a record set into the frame.
+pub const REFER_RUN_MIN: usize = 4096;
 
 pub struct Tail {
     entries: VecDeque<TailEntry>,
@@ -133,40 +135,57 @@ impl Tail {
     /// `max_bytes` (the first batch always whole). `None` if the tail does not reach back to
     /// `offset`.
     ///
-    /// The answer is a slice of one produce request's buffer whenever that buffer holds the whole
-    /// answer or at least [`ZERO_COPY_RUN_MIN`] bytes of it; in the second case the read is short
-    /// and the client fetches the rest next. Only a run of small requests is copied.
-    pub fn read(&self, offset: i64, end_offset: i64, max_bytes: usize) -> Option<Bytes> {
+    /// Runs of at least [`REFER_RUN_MIN`] bytes are pieces of the answer by reference; the smaller
+    /// runs between them are copied into one piece each time.
+    pub fn read(&self, offset: i64, end_offset: i64, max_bytes: usize) -> Option<RecordSet> {
         if self.first_offset()? > offset {
             return None;
         }
         let first = self.find(offset);
-        let mut last = first;
+        let mut end = first;
         let mut total = 0usize;
-        // Bytes of the answer that lie back to back in the first entry's chunk.
-        let mut run = 0usize;
+        let mut one_run = true;
         for e in self.entries.range(first..) {
             if e.base_offset >= end_offset || (total > 0 && total + e.len > max_bytes) {
                 break;
             }
-            if run == total && (last == first || self.entries[last - 1].continued_by(e)) {
-                run += e.len;
-            }
+            one_run &= end == first || self.entries[end - 1].continued_by(e);
             total += e.len;
-            last += 1;
+            end += 1;
         }
-        if last == first {
-            return Some(Bytes::new());
+        if end == first {
+            return Some(RecordSet::default());
         }
         let head = &self.entries[first];
-        if run == total || run >= ZERO_COPY_RUN_MIN {
-            return Some(head.chunk.slice(head.start..head.start + run));
+        if one_run {
+            // However small, one run needs no copy here (the Fetch encoder copies small ones into its frame).
+            return Some(head.chunk.slice(head.start..head.start + total).into());
         }
-        let mut out = BytesMut::with_capacity(total);
-        for e in self.entries.range(first..last) {
-            out.extend_from_slice(e.bytes());
+        let mut answer = RecordSet::default();
+        let mut copied = BytesMut::new();
+        let (mut run_first, mut run_len) = (head, 0);
+        for (i, e) in self.entries.range(first..end).enumerate() {
+            if i > 0 && !self.entries[first + i - 1].continued_by(e) {
+                Self::add_run(&mut answer, &mut copied, run_first, run_len);
+                (run_first, run_len) = (e, 0);
+            }
+            run_len += e.len;
         }
-        Some(out.freeze())
+        Self::add_run(&mut answer, &mut copied, run_first, run_len);
+        answer.push(copied.split().freeze());
+        Some(answer)
+    }
+
+    /// Adds the run of `len` bytes that starts with `first`: by reference if it is large (after the small runs
+    /// copied before it), else to `copied`.
+    fn add_run(answer: &mut RecordSet, copied: &mut BytesMut, first: &TailEntry, len: usize) {
+        let bytes = first.chunk.slice(first.start..first.start + len);
+        if len >= REFER_RUN_MIN {
+            answer.push(copied.split().freeze());
+            answer.push(bytes);
+        } else {
+            copied.extend_from_slice(&bytes);
+        }
     }
 }
 
@@ -202,8 +221,8 @@ mod tests {
         let r = t.read(1, 3, 25).unwrap();
         assert_eq!(r.len(), 20);
         assert_eq!(
-            r.as_ptr(),
-            a[10..].as_ptr(),
+            r.as_one_piece().map(|p| p.as_ptr()),
+            Some(a[10..].as_ptr()),
             "single chunk read is zero-copy"
         );
         assert_eq!(
@@ -219,34 +238,47 @@ mod tests {
     }
 
     #[test]
-    fn a_large_run_in_one_request_is_answered_by_reference_and_short() {
-        let run = ZERO_COPY_RUN_MIN;
+    fn large_runs_by_reference_small_runs_copied_together() {
+        let run = REFER_RUN_MIN;
         let a = Bytes::from(vec![1u8; run]);
         let b = Bytes::from(vec![2u8; 100]);
         let c = Bytes::from(vec![3u8; 100]);
+        let d = Bytes::from(vec![4u8; run]);
         let mut t = tail_without_shard_bound();
         t.push(entry(&b, 0, 0, 100));
         t.push(entry(&a, 1, 0, run / 2));
         t.push(entry(&a, 2, run / 2, run / 2));
-        t.push(entry(&c, 3, 0, 100));
-        let from_large = t.read(1, 4, 1 << 20).unwrap();
+        t.push(entry(&c, 3, 0, 50));
+        t.push(entry(&c, 4, 50, 50));
+        t.push(entry(&b, 5, 0, 100)); // another request's buffer at the same place: a run of its own
+        t.push(entry(&d, 6, 0, run));
+        let whole = t.read(0, 7, 1 << 20).unwrap();
+        let pieces: Vec<&Bytes> = whole.pieces().collect();
         assert_eq!(
-            from_large.len(),
-            run,
-            "short read: the next chunk is left to the next fetch"
+            pieces.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![100, run, 200, run],
+            "the whole answer, not cut short at a chunk's end"
         );
-        assert_eq!(from_large.as_ptr(), a.as_ptr(), "not copied");
-        let from_small = t.read(0, 4, 1 << 20).unwrap();
+        assert_eq!(pieces[1].as_ptr(), a.as_ptr(), "a large run is referred to");
+        assert_eq!(pieces[3].as_ptr(), d.as_ptr(), "a large run is referred to");
+        let mut want = b.to_vec();
+        want.extend_from_slice(&a);
+        want.extend_from_slice(&c);
+        want.extend_from_slice(&b);
+        want.extend_from_slice(&d);
+        assert_eq!(whole.to_vec(), want);
+        let limited = t.read(1, 7, run + 150).unwrap();
+        assert_eq!(limited.len(), run + 100, "whole batches within max_bytes");
         assert_eq!(
-            from_small.len(),
-            100 + run + 100,
-            "a small first run is copied with the rest"
+            t.read(1, 3, 1 << 20)
+                .unwrap()
+                .as_one_piece()
+                .map(|p| p.as_ptr()),
+            Some(a.as_ptr()),
+            "one run: one piece, not copied"
         );
-        assert_eq!(&from_small[..100], &b[..]);
-        assert_eq!(&from_small[100..100 + run], &a[..]);
-        assert_eq!(&from_small[100 + run..], &c[..]);
         assert!(
-            t.read(4, 4, 100).unwrap().is_empty(),
+            t.read(7, 7, 100).unwrap().is_empty(),
             "nothing at the end offset"
         );
     }

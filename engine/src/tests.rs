@@ -57,18 +57,18 @@ pub(crate) async fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, Vec<u8>
     let mut out = Vec::new();
     let mut offset = from;
     while offset < log.high_watermark() {
-        let r = log.read(offset, 1).await.unwrap();
-        let h = validate_stored(&r.records).expect("reads return valid whole batches");
+        let r = log.read(offset, 1).await.unwrap().records.into_contiguous();
+        let h = validate_stored(&r).expect("reads return valid whole batches");
         assert_eq!(
             h.total_bytes,
-            r.records.len(),
+            r.len(),
             "max_bytes 1 returns exactly one batch"
         );
         assert!(
             offset <= h.last_offset(),
             "the batch holding offset, or the next one after compaction"
         );
-        out.push((h.base_offset, r.records.to_vec()));
+        out.push((h.base_offset, r.to_vec()));
         offset = h.last_offset() + 1;
     }
     out
@@ -455,14 +455,19 @@ fn sequential_disk_reads_are_served_by_read_ahead() {
         let mut read = Vec::new();
         let mut offset = 0;
         while offset < log.high_watermark() {
-            let r = log.read(offset, 256 << 10).await.unwrap();
+            let r = log
+                .read(offset, 256 << 10)
+                .await
+                .unwrap()
+                .records
+                .into_contiguous();
             let mut pos = 0;
-            while pos < r.records.len() {
-                let h = validate_stored(&r.records[pos..]).expect("whole valid batches");
+            while pos < r.len() {
+                let h = validate_stored(&r[pos..]).expect("whole valid batches");
                 offset = h.last_offset() + 1;
                 pos += h.total_bytes;
             }
-            read.extend_from_slice(&r.records);
+            read.extend_from_slice(&r);
         }
         assert!(
             read == expected,
@@ -651,11 +656,8 @@ fn index_rebuilt_when_deleted() {
         );
         assert_eq!(read_all(&log, 0).await, expected);
         for offset in [0, 37, 63, 150, 199] {
-            let r = log.read(offset, 1).await.unwrap();
-            assert_eq!(
-                validate(&r.records, usize::MAX).unwrap().base_offset,
-                offset
-            );
+            let r = log.read(offset, 1).await.unwrap().records.into_contiguous();
+            assert_eq!(validate(&r, usize::MAX).unwrap().base_offset, offset);
         }
         log.close().await.unwrap();
     });

@@ -264,7 +264,12 @@ fn log_append_time_stamps_the_batch_and_reseals_the_crc() {
         timeout(log.wait_durable(out.last_offset)).await.unwrap();
         log.close().await.unwrap();
         let log = PartitionLog::open(dir.path(), config).await.unwrap();
-        let r = log.read(0, 1 << 20).await.unwrap().records;
+        let r = log
+            .read(0, 1 << 20)
+            .await
+            .unwrap()
+            .records
+            .into_contiguous();
         let h = validate_stored(&r).expect("CRC valid after stamping");
         assert_eq!(h.max_timestamp, 777_000);
         assert_ne!(h.attributes & crate::batch::ATTR_LOG_APPEND_TIME, 0);
@@ -285,7 +290,7 @@ fn log_append_time_stamps_the_batch_and_reseals_the_crc() {
         assert_eq!(out.log_append_time_ms, -1, "CreateTime");
         timeout(log.wait_durable(0)).await.unwrap();
         assert_eq!(
-            validate_stored(&log.read(0, 100).await.unwrap().records)
+            validate_stored(&log.read(0, 100).await.unwrap().records.into_contiguous())
                 .unwrap()
                 .max_timestamp,
             5
@@ -512,7 +517,7 @@ fn compaction_roundtrip(codec: u8) {
         );
         // Every offset is still readable: a read in a removed range returns the next batch.
         for offset in 0..log.high_watermark() {
-            let r = log.read(offset, 1).await.unwrap().records;
+            let r = log.read(offset, 1).await.unwrap().records.into_contiguous();
             let h = validate_stored(&r).unwrap();
             assert!(h.last_offset() >= offset);
         }

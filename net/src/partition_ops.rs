@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
-use pinlog_engine::{PartitionLog, ReadError, ReadOutcome};
+use bytes::BytesMut;
+use pinlog_engine::{PartitionLog, ReadError, ReadOutcome, RecordSet};
 
 use crate::codes;
 
@@ -55,7 +55,7 @@ pub enum PartitionReply {
         error_code: i16,
         high_watermark: i64,
         log_start_offset: i64,
-        records: Bytes,
+        records: RecordSet,
     },
     Deleted {
         error_code: i16,
@@ -88,7 +88,7 @@ impl PartitionReply {
                 error_code,
                 high_watermark: -1,
                 log_start_offset: -1,
-                records: Bytes::new(),
+                records: RecordSet::default(),
             },
             PartitionOp::ListOffset { .. } => PartitionReply::Offset {
                 error_code,
@@ -155,7 +155,7 @@ fn read_reply(
                 error_code: err.kafka_code(),
                 high_watermark: log.high_watermark(),
                 log_start_offset: log.log_start_offset(),
-                records: Bytes::new(),
+                records: RecordSet::default(),
             }
         }
     }

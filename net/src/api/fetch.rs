@@ -10,17 +10,19 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::BrokerId;
 
+use pinlog_engine::RecordSet;
+
 use crate::codes;
 use crate::context::ShardContext;
 use crate::fetch_session::{self, FetchPosition, SessionAsk};
 use crate::partition_ops::{PartitionOp, PartitionReply, PartitionRequest};
+use crate::response::ByReference;
 use crate::route;
 use crate::shard_call::WaitWant;
 
@@ -31,10 +33,13 @@ struct Got {
     error_code: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Bytes,
+    records: RecordSet,
 }
 
-pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest, version: i16) -> FetchResponse {
+/// The response, and the record sets its frame refers to instead of copying (see `response.rs`).
+pub type FetchAnswer = (FetchResponse, Vec<ByReference>);
+
+pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest, version: i16) -> FetchAnswer {
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -45,7 +50,7 @@ pub async fn handle(ctx: Rc<ShardContext>, request: FetchRequest, version: i16) 
     };
     let (session, wanted) = match session_partitions(&ctx, &request, version) {
         Ok(planned) => planned,
-        Err(code) => return FetchResponse::default().with_error_code(code),
+        Err(code) => return (FetchResponse::default().with_error_code(code), Vec::new()),
     };
     let partition_limits: Vec<usize> = wanted
         .iter()
@@ -111,7 +116,7 @@ fn answer(
     session: SessionUse,
     wanted: Vec<FetchPosition>,
     got: Vec<Got>,
-) -> FetchResponse {
+) -> FetchAnswer {
     let incremental = session.is_some_and(|(_, incremental)| incremental);
     let mut carried = Vec::with_capacity(if incremental { 0 } else { wanted.len() });
     let mut answered = Vec::with_capacity(got.len());
@@ -130,12 +135,12 @@ fn answer(
         }
         answered.push((w, g));
     }
-    let mut response = response(answered);
+    let (mut response, by_reference) = response(answered);
     if let Some((id, _)) = session {
         ctx.fetch_sessions.borrow_mut().sent(id, &carried);
         response.session_id = id;
     }
-    response
+    (response, by_reference)
 }
 
 async fn read_all(ctx: &Rc<ShardContext>, wanted: &[FetchPosition], limits: &[usize]) -> Vec<Got> {
@@ -203,15 +208,30 @@ fn apply_response_limit(got: &mut [Got], partition_limits: &[usize], max_bytes: 
         let limit = budget.min(partition_limit);
         // The log answers whole batches, so a record set within the limit is kept without walking its batch headers
         // (cold memory in a catch-up: one cache miss per batch).
-        let keep = if g.records.len() <= limit {
-            g.records.len()
+        let len = g.records.len();
+        let keep = if len <= limit {
+            len
         } else {
-            whole_batches_within(&g.records, limit, first)
+            whole_batches_within_pieces(&g.records, limit, first)
         };
-        g.records = g.records.slice(..keep);
+        g.records.truncate(keep);
         budget = budget.saturating_sub(keep);
         first &= keep == 0;
     }
+}
+
+/// [`whole_batches_within`] over a record set's pieces (each holds whole batches).
+fn whole_batches_within_pieces(records: &RecordSet, limit: usize, at_least_one: bool) -> usize {
+    let mut kept = 0;
+    for piece in records.pieces() {
+        let room = limit.saturating_sub(kept);
+        let taken = whole_batches_within(piece, room, at_least_one && kept == 0);
+        kept += taken;
+        if taken < piece.len() {
+            break;
+        }
+    }
+    kept
 }
 
 /// Length of the longest prefix of whole batches that fits in `limit` (at least one batch if `at_least_one`).
@@ -233,22 +253,12 @@ fn whole_batches_within(records: &[u8], limit: usize, at_least_one: bool) -> usi
     end
 }
 
-/// The record sets of `response` of at least `bytes_min` bytes, in the order the codec writes them: the frame refers
-/// to these instead of copying them (see `response.rs`).
-pub fn record_sets(response: &FetchResponse, bytes_min: usize) -> Vec<Bytes> {
-    response
-        .responses
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .filter_map(|p| p.records.as_ref())
-        .filter(|r| r.len() >= bytes_min)
-        .cloned()
-        .collect()
-}
-
-fn response(answered: Vec<(FetchPosition, Got)>) -> FetchResponse {
+fn response(answered: Vec<(FetchPosition, Got)>) -> FetchAnswer {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut by_reference = Vec::new();
     for (w, g) in answered {
+        let (records, referred) = ByReference::plan(g.records);
+        by_reference.extend(referred);
         let partition = PartitionData::default()
             .with_partition_index(w.partition)
             .with_error_code(g.error_code)
@@ -257,7 +267,7 @@ fn response(answered: Vec<(FetchPosition, Got)>) -> FetchResponse {
             .with_log_start_offset(g.log_start_offset)
             .with_aborted_transactions(Some(Vec::new()))
             .with_preferred_read_replica(BrokerId(-1))
-            .with_records(Some(g.records));
+            .with_records(Some(records));
         match topics.last_mut() {
             Some(t) if t.topic == w.topic => t.partitions.push(partition),
             _ => topics.push(
@@ -267,12 +277,16 @@ fn response(answered: Vec<(FetchPosition, Got)>) -> FetchResponse {
             ),
         }
     }
-    FetchResponse::default().with_responses(topics)
+    (
+        FetchResponse::default().with_responses(topics),
+        by_reference,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn batches(lengths: &[usize]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -284,63 +298,103 @@ mod tests {
         out
     }
 
-    /// A response frame that refers to its large record sets has exactly the bytes the codec writes into one
-    /// buffer, at every version pinlog speaks, and refers to (does not copy) exactly those record sets.
+    /// A response frame that refers to its record sets has exactly the bytes the codec writes into one buffer for
+    /// the same record sets in one piece each, at every version pinlog speaks, and refers to (does not copy) the
+    /// large one-piece sets and every piece of the sets of several pieces.
     #[test]
     fn referring_frame_is_byte_for_byte_the_codec_frame() {
-        let records = [0usize, 100, 4096, 70_000, 4095, 300_000];
-        let answered = records
-            .iter()
-            .enumerate()
-            .map(|(i, &len)| {
-                let position = FetchPosition {
-                    topic: kafka_protocol::messages::TopicName(
-                        kafka_protocol::protocol::StrBytes::from_static_str(if i < 3 {
-                            "a"
-                        } else {
-                            "topic-b"
-                        }),
-                    ),
-                    topic_key: std::sync::Arc::from("unused"),
-                    partition: i as i32,
-                    offset: 0,
-                    partition_max_bytes: 0,
-                    sent_high_watermark: -1,
-                    sent_log_start: -1,
-                };
-                let got = Got {
-                    error_code: 0,
-                    high_watermark: 42,
-                    log_start_offset: 7,
-                    records: Bytes::from((0..len).map(|b| b as u8).collect::<Vec<u8>>()),
-                };
-                (position, got)
-            })
-            .collect();
-        let response = response(answered);
-        let referred = record_sets(&response, crate::response::BY_REFERENCE_BYTES_MIN);
-        assert_eq!(
-            referred.iter().map(Bytes::len).collect::<Vec<_>>(),
-            vec![4096, 70_000, 300_000]
-        );
+        let sets: [&[usize]; 8] = [
+            &[],
+            &[100],
+            &[4096],
+            &[70_000],
+            &[4095],
+            &[300_000],
+            &[100, 9000, 50],
+            &[2000, 2000],
+        ];
+        let gots = |one_piece: bool| -> Vec<(FetchPosition, Got)> {
+            sets.iter()
+                .enumerate()
+                .map(|(i, lengths)| {
+                    let position = FetchPosition {
+                        topic: kafka_protocol::messages::TopicName(
+                            kafka_protocol::protocol::StrBytes::from_static_str(if i < 3 {
+                                "a"
+                            } else {
+                                "topic-b"
+                            }),
+                        ),
+                        topic_key: std::sync::Arc::from("unused"),
+                        partition: i as i32,
+                        offset: 0,
+                        partition_max_bytes: 0,
+                        sent_high_watermark: -1,
+                        sent_log_start: -1,
+                    };
+                    let mut records = RecordSet::default();
+                    for &len in lengths.iter() {
+                        records.push(Bytes::from(
+                            (0..len)
+                                .map(|b| (b as u8).wrapping_add(i as u8))
+                                .collect::<Vec<u8>>(),
+                        ));
+                    }
+                    if one_piece {
+                        records = records.into_contiguous().into();
+                    }
+                    let got = Got {
+                        error_code: 0,
+                        high_watermark: 42,
+                        log_start_offset: 7,
+                        records,
+                    };
+                    (position, got)
+                })
+                .collect()
+        };
         for version in 4..=12 {
-            let plain = super::super::encode(9, version, &response).expect("encodes");
+            let (contiguous, contiguous_referred) = response(gots(true));
+            let plain = super::super::encode(9, version, &contiguous).expect("encodes");
             let crate::response::ResponseFrame::Whole(plain) = plain else {
                 panic!("no references, one buffer");
             };
-            let frame = super::super::encode_referring(9, version, &response, referred.clone())
+            let answered = gots(false);
+            let referred: Vec<*const u8> = answered
+                .iter()
+                .filter(|(_, g)| g.records.as_one_piece().is_none() || g.records.len() >= 4096)
+                .flat_map(|(_, g)| g.records.pieces().map(|p| p.as_ptr()))
+                .collect();
+            let (referring, by_reference) = response(answered);
+            assert_eq!(
+                by_reference
+                    .iter()
+                    .map(ByReference::len)
+                    .collect::<Vec<_>>(),
+                vec![4096, 70_000, 300_000, 9150, 4000],
+                "v{version}: the large sets and the sets of several pieces"
+            );
+            let frame = super::super::encode_referring(9, version, &referring, by_reference)
                 .expect("encodes");
             let pieces = frame.pieces();
             let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
             assert_eq!(joined, plain.to_vec(), "v{version}");
-            let by_reference: Vec<_> = pieces
+            let sent_by_reference = pieces
                 .iter()
-                .filter(|p| referred.iter().any(|r| r.as_ptr() == p.as_ptr()))
-                .collect();
+                .filter(|p| referred.contains(&p.as_ptr()))
+                .count();
             assert_eq!(
-                by_reference.len(),
-                3,
-                "v{version}: the large sets are not copied"
+                sent_by_reference,
+                referred.len(),
+                "v{version}: those pieces are not copied"
+            );
+            assert_eq!(
+                contiguous_referred
+                    .iter()
+                    .map(ByReference::len)
+                    .collect::<Vec<_>>(),
+                vec![4096, 70_000, 300_000, 9150],
+                "one piece each: only the large ones are referred to"
             );
         }
     }
@@ -361,12 +415,39 @@ mod tests {
     }
 
     #[test]
+    fn response_limit_walks_the_batches_of_every_piece() {
+        let mut records = RecordSet::from(Bytes::from(batches(&[100, 100])));
+        records.push(Bytes::from(batches(&[300])));
+        records.push(Bytes::from(batches(&[50, 50])));
+        let cut = |limit: usize| {
+            let mut got = vec![Got {
+                error_code: 0,
+                high_watermark: 0,
+                log_start_offset: 0,
+                records: records.clone(),
+            }];
+            apply_response_limit(&mut got, &[limit], usize::MAX);
+            let g = got.pop().expect("one partition");
+            (g.records.len(), g.records.pieces().count())
+        };
+        assert_eq!(cut(10_000), (600, 3), "within the limit: kept whole");
+        assert_eq!(cut(599), (550, 3));
+        assert_eq!(
+            cut(499),
+            (200, 1),
+            "a batch never torn, the next piece left out"
+        );
+        assert_eq!(cut(150), (100, 1));
+        assert_eq!(cut(10), (100, 1), "the first batch always");
+    }
+
+    #[test]
     fn response_limit_spans_partitions() {
         let mk = |lengths: &[usize]| Got {
             error_code: 0,
             high_watermark: 0,
             log_start_offset: 0,
-            records: Bytes::from(batches(lengths)),
+            records: Bytes::from(batches(lengths)).into(),
         };
         let mut got = vec![mk(&[]), mk(&[500]), mk(&[100, 100]), mk(&[50])];
         apply_response_limit(&mut got, &[usize::MAX; 4], 300);

@@ -35,7 +35,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use crate::context::ShardContext;
-use crate::response::{PieceBuf, ResponseFrame, BY_REFERENCE_BYTES_MIN};
+use crate::response::{ByReference, PieceBuf, ResponseFrame};
 
 /// Every API pinlog answers, with the version range it advertises in ApiVersions. The ranges are what current
 /// clients use; each is within what the `kafka-protocol` codecs implement.
@@ -178,8 +178,7 @@ pub fn dispatch(
                 version,
             );
             Box::pin(async move {
-                let response = handler.await;
-                let records = fetch::record_sets(&response, BY_REFERENCE_BYTES_MIN);
+                let (response, records) = handler.await;
                 encode_referring(id, version, &response, records)
             })
         }
@@ -422,14 +421,15 @@ pub fn encode<R: Encodable + HeaderVersion>(
     encode_referring(correlation_id, version, response, Vec::new())
 }
 
-/// Encodes a response frame (size, header, body) that refers to `records` instead of copying them: slices of the
-/// response, in the order the codec writes them (see `response.rs`). `None` only if the codec refuses our own
-/// response, which is a bug: it is logged and the client sees its request time out rather than a corrupt frame.
+/// Encodes a response frame (size, header, body) that refers to `records` instead of copying them: the response's
+/// record sets as planned by [`ByReference::plan`], in the order the codec writes them (see `response.rs`). `None`
+/// only if the codec refuses our own response or never writes a planned record set, which is a bug: it is logged and
+/// the client sees its request time out rather than a corrupt frame.
 pub fn encode_referring<R: Encodable + HeaderVersion>(
     correlation_id: i32,
     version: i16,
     response: &R,
-    records: Vec<Bytes>,
+    records: Vec<ByReference>,
 ) -> Option<ResponseFrame> {
     let body = match response.compute_size(version) {
         Ok(size) => size,
@@ -449,7 +449,7 @@ pub fn encode_referring<R: Encodable + HeaderVersion>(
         );
         return None;
     };
-    let referred: usize = records.iter().map(Bytes::len).sum();
+    let referred: usize = records.iter().map(ByReference::len).sum();
     let mut out = PieceBuf::new((4 + header + body).saturating_sub(referred), records);
     out.put_i32(size);
     out.put_i32(correlation_id);
@@ -460,7 +460,13 @@ pub fn encode_referring<R: Encodable + HeaderVersion>(
         tracing::error!(%err, version, "cannot encode response");
         return None;
     }
-    let frame = out.finish();
+    let Some(frame) = out.finish() else {
+        tracing::error!(
+            version,
+            "a record set to send by reference was not met in the response"
+        );
+        return None;
+    };
     if frame.len() != 4 + size as usize {
         tracing::error!(
             computed = 4 + size as usize,

@@ -89,10 +89,11 @@ pub async fn replay(
                 offset,
                 reason: e.to_string(),
             })?;
-        let records = decode_batches(read.records).map_err(|e| StoreError::Read {
-            offset,
-            reason: e.to_string(),
-        })?;
+        let records =
+            decode_batches(read.records.into_contiguous()).map_err(|e| StoreError::Read {
+                offset,
+                reason: e.to_string(),
+            })?;
         let Some(last) = records.last().map(|(o, _)| *o) else {
             break;
         };
