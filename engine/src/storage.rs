@@ -15,9 +15,9 @@ use crate::error::EngineError;
 use crate::log::PartitionLog;
 use crate::metrics::StorageMetrics;
 use crate::tail_budget::TailBudget;
+use foldhash::HashMap;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -33,7 +33,8 @@ enum Slot {
 pub struct ShardStorage {
     data_dir: PathBuf,
     metrics: Arc<StorageMetrics>,
-    /// topic → partition → slot: nested so that `get` looks a partition up by `&str`, without allocating a key.
+    /// topic → partition → slot: nested so that `get` looks a partition up by `&str`, without allocating a key. Hashed
+    /// with foldhash, not SipHash: a fetch of a session's partitions looks up every one of them.
     partitions: RefCell<HashMap<String, HashMap<i32, Slot>>>,
     /// Set by `close_all`: opens are refused from then on.
     closing: Cell<bool>,
@@ -84,7 +85,7 @@ impl ShardStorage {
             doomed: Rc::new(DoomedDirs::new(metrics.clone())),
             tail_budget: TailBudget::new(tail_cache_shard_bytes, metrics.clone()),
             metrics,
-            partitions: RefCell::new(HashMap::new()),
+            partitions: RefCell::new(HashMap::default()),
             closing: Cell::new(false),
         }
     }
