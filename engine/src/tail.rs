@@ -266,7 +266,7 @@ mod tests {
         want.extend_from_slice(&c);
         want.extend_from_slice(&b);
         want.extend_from_slice(&d);
-        assert_eq!(whole.to_vec(), want);
+        assert_eq!(whole.clone().into_contiguous(), want);
         let limited = t.read(1, 7, run + 150).unwrap();
         assert_eq!(limited.len(), run + 100, "whole batches within max_bytes");
         assert_eq!(

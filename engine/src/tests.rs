@@ -108,7 +108,12 @@ fn append_read_roundtrip_across_rolls_and_reopen() {
         // A read starting in the middle of a batch returns that whole batch.
         let mid = expected[10].0 + 1;
         assert_eq!(
-            log.read(mid, 1).await.unwrap().records.to_vec(),
+            log.read(mid, 1)
+                .await
+                .unwrap()
+                .records
+                .into_contiguous()
+                .to_vec(),
             expected[10].1
         );
         let leo = log.log_end_offset();
@@ -272,7 +277,7 @@ fn memory_answers_what_it_holds_and_leaves_the_disk_to_read() {
         log.append_slice(&batches, 0, 0).unwrap();
         timeout(log.wait_durable(2)).await.unwrap();
         let from_memory = log.read_in_memory(0, 1 << 20).expect("in the tail cache");
-        let from_memory = from_memory.unwrap().records;
+        let from_memory = from_memory.unwrap().records.into_contiguous();
         assert_eq!(from_memory.len(), batches.len());
         let at_end = log.read_in_memory(3, 100).expect("the end").unwrap();
         assert!(at_end.records.is_empty());
@@ -291,7 +296,7 @@ fn memory_answers_what_it_holds_and_leaves_the_disk_to_read() {
         assert!(log.read_in_memory(2, 1 << 20).is_none());
         let from_disk = log.read(0, 1 << 20).await.unwrap();
         assert!(
-            from_disk.records == from_memory,
+            from_disk.records.into_contiguous() == from_memory,
             "the same bytes from the disk"
         );
         let at_end = log
