@@ -10,12 +10,24 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::HashMapExt;
 use std::time::Instant;
 
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::TopicName;
 
 use crate::codes;
+
+type PartitionIndex = foldhash::HashMap<(Arc<str>, i32), usize>;
+
+fn index_of(partitions: &[FetchPosition]) -> PartitionIndex {
+    let mut index = PartitionIndex::with_capacity(partitions.len());
+    for (i, p) in partitions.iter().enumerate() {
+        index.insert((p.topic_key.clone(), p.partition), i);
+    }
+    index
+}
 
 /// Sessions one shard keeps (Kafka's `max.incremental.fetch.session.cache.slots` is 1,000 per broker).
 pub const SESSIONS_PER_SHARD_MAX: usize = 1000;
@@ -66,6 +78,10 @@ impl SessionAsk {
 struct Session {
     /// In the order the client first named them; a fetch reads and answers them in this order.
     partitions: Vec<FetchPosition>,
+    /// Where each partition sits in `partitions`, kept in step with it: an incremental fetch names only the
+    /// partitions that moved, and is not worth rebuilding a 1,000-entry map for. foldhash, like the shard's
+    /// partition table, since the keys are short.
+    index: PartitionIndex,
     /// The epoch the next incremental fetch must carry.
     next_epoch: i32,
     last_used: Instant,
@@ -120,6 +136,7 @@ impl FetchSessions {
         }
         let id = self.next_id();
         let session = Session {
+            index: index_of(&partitions),
             partitions,
             next_epoch: 1,
             last_used: now,
@@ -158,32 +175,31 @@ impl FetchSessions {
         }
         session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
         session.last_used = now;
-        let index: HashMap<(Arc<str>, i32), usize> = session
-            .partitions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ((p.topic_key.clone(), p.partition), i))
-            .collect();
-        let mut added = Vec::new();
         for wanted in positions(request) {
-            match index.get(&(wanted.topic_key.clone(), wanted.partition)) {
+            let key = (wanted.topic_key.clone(), wanted.partition);
+            match session.index.get(&key) {
                 Some(&i) => {
                     let known = &mut session.partitions[i];
                     known.offset = wanted.offset;
                     known.partition_max_bytes = wanted.partition_max_bytes;
                 }
-                None => added.push(wanted),
+                None => {
+                    session.index.insert(key, session.partitions.len());
+                    session.partitions.push(wanted);
+                }
             }
         }
-        session.partitions.extend(added);
         // After the updates, as Kafka's FetchSession.update does: a partition both named and forgotten leaves.
-        let forgotten = |p: &FetchPosition| {
-            request
-                .forgotten_topics_data
-                .iter()
-                .any(|f| f.topic == p.topic && f.partitions.contains(&p.partition))
-        };
-        session.partitions.retain(|p| !forgotten(p));
+        if !request.forgotten_topics_data.is_empty() {
+            let forgotten = |p: &FetchPosition| {
+                request
+                    .forgotten_topics_data
+                    .iter()
+                    .any(|f| f.topic == p.topic && f.partitions.contains(&p.partition))
+            };
+            session.partitions.retain(|p| !forgotten(p));
+            session.index = index_of(&session.partitions);
+        }
         Ok(session.partitions.clone())
     }
 
@@ -192,12 +208,11 @@ impl FetchSessions {
         let Some(session) = self.sessions.get_mut(&id) else {
             return; // closed or evicted while the fetch waited: nothing to remember
         };
-        let mut index: HashMap<(&str, i32), &FetchPosition> = HashMap::with_capacity(carried.len());
-        for p in carried {
-            index.insert((&p.topic_key, p.partition), p);
-        }
-        for known in &mut session.partitions {
-            if let Some(told) = index.get(&(known.topic_key.as_ref(), known.partition)) {
+        for told in carried {
+            let key = (told.topic_key.clone(), told.partition);
+            // A partition forgotten by a later fetch while this one waited is no longer the session's.
+            if let Some(&i) = session.index.get(&key) {
+                let known = &mut session.partitions[i];
                 known.sent_high_watermark = told.sent_high_watermark;
                 known.sent_log_start = told.sent_log_start;
             }
@@ -258,6 +273,10 @@ mod tests {
             })
     }
 
+    fn each<T>(read: &[FetchPosition], field: impl Fn(&FetchPosition) -> T) -> Vec<T> {
+        read.iter().map(field).collect()
+    }
+
     #[test]
     fn the_epoch_and_id_say_what_a_fetch_asks() {
         assert_eq!(
@@ -312,10 +331,18 @@ mod tests {
             vec![0, 1],
             "named and forgotten in one fetch: forgotten wins"
         );
+        let read = sessions
+            .advance(id, 3, &request(&[(1, 11), (4, 0)], &[]), now)
+            .unwrap();
+        assert_eq!(
+            each(&read, |p| (p.partition, p.offset)),
+            vec![(0, 0), (1, 11), (4, 0)],
+            "after a forget, a named partition still moves in place"
+        );
         sessions.close(id);
         assert_eq!(
             sessions
-                .advance(id, 3, &request(&[], &[]), now)
+                .advance(id, 4, &request(&[], &[]), now)
                 .unwrap_err(),
             codes::FETCH_SESSION_ID_NOT_FOUND
         );
@@ -332,11 +359,22 @@ mod tests {
         told[0].sent_log_start = 3;
         sessions.sent(id, &told);
         let read = sessions.advance(id, 2, &request(&[], &[]), now).unwrap();
-        let sent: Vec<(i64, i64)> = read
-            .iter()
-            .map(|p| (p.sent_high_watermark, p.sent_log_start))
-            .collect();
-        assert_eq!(sent, vec![(42, 3), (-1, -1)]);
+        assert_eq!(
+            each(&read, |p| (p.sent_high_watermark, p.sent_log_start)),
+            vec![(42, 3), (-1, -1)]
+        );
+
+        // An answer for a partition that a later fetch forgot while it waited changes nothing.
+        let mut told = read;
+        sessions.advance(id, 3, &request(&[], &[0]), now).unwrap();
+        told[0].sent_high_watermark = 99;
+        told[1].sent_high_watermark = 7;
+        sessions.sent(id, &told);
+        let read = sessions.advance(id, 4, &request(&[], &[]), now).unwrap();
+        assert_eq!(
+            each(&read, |p| (p.partition, p.sent_high_watermark)),
+            vec![(1, 7)]
+        );
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub enum PartitionOp {
     Read { offset: i64, max_bytes: usize },
     /// -2 earliest, -1 latest, otherwise the first offset with a timestamp >= the value.
     ListOffset { timestamp: i64 },
-    /// A consumer-group request for a group of this `__consumer_offsets` partition.
-    Group(crate::group::GroupCall),
+    /// A consumer-group request for a group of this `__consumer_offsets` partition. Boxed: a group call is several
+    /// times the size of the other ops, and every op of a 1,000-partition fetch would pay for it in each move.
+    Group(Box<crate::group::GroupCall>),
     /// Move the log start to `offset` (-1: the high watermark), bounded by `timeout`.
     DeleteRecords { offset: i64, timeout: Duration },
     /// The partition's size in bytes (DescribeLogDirs).
@@ -66,7 +67,8 @@ pub enum PartitionReply {
         offset: i64,
         timestamp: i64,
     },
-    Group(crate::group::GroupReply),
+    /// Boxed for the same reason as [`PartitionOp::Group`].
+    Group(Box<crate::group::GroupReply>),
     Size {
         error_code: i16,
         bytes: i64,
@@ -103,9 +105,8 @@ impl PartitionReply {
                 error_code,
                 bytes: -1,
             },
-            PartitionOp::Group(call) => PartitionReply::Group(crate::group::GroupReply::error_for(
-                call,
-                group_error(error_code),
+            PartitionOp::Group(call) => PartitionReply::Group(Box::new(
+                crate::group::GroupReply::error_for(call, group_error(error_code)),
             )),
         }
     }

@@ -362,9 +362,9 @@ async fn run_local(
                 let bound = call.wait_bound(&ctx.config);
                 let reply = ctx
                     .groups
-                    .serve(request.partition, log, leader_epoch, call, bound)
+                    .serve(request.partition, log, leader_epoch, *call, bound)
                     .await;
-                PartitionReply::Group(reply)
+                PartitionReply::Group(Box::new(reply))
             }
             op => partition_ops::run(log, leader_epoch, op).await,
         },

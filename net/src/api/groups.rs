@@ -165,10 +165,10 @@ async fn execute(ctx: &Rc<ShardContext>, partition: i32, call: GroupCall) -> Gro
     let request = PartitionRequest {
         topic: Arc::from(OFFSETS_TOPIC),
         partition,
-        op: PartitionOp::Group(call),
+        op: PartitionOp::Group(Box::new(call)),
     };
     match crate::route::execute(ctx, request).await {
-        PartitionReply::Group(reply) => reply,
+        PartitionReply::Group(reply) => *reply,
         other => {
             tracing::error!(?other, "a group call got a partition reply");
             fallback
