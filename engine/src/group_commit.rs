@@ -13,7 +13,7 @@
 //!    trims the file, persists its indexes and the producer snapshot the roll queued, and applies
 //!    retention (`recycle.rs`), so the new segment's commits never wait for them.
 //! 5. It advances `written_offset` / `durable_offset`, evicts written tail bytes over budget and
-//!    wakes `wait_durable` and `wait_for_data` waiters. Every append that arrived during steps
+//!    wakes `wait_durable` and `wait_for_data_any` waiters. Every append that arrived during steps
 //!    3–4 is covered by the next iteration: one fdatasync for all of them.
 //! 6. When nothing is dirty the task exits. A write error is
 //!    recorded: the log then refuses appends and fails durability waiters

@@ -14,7 +14,7 @@
 //! 2. It then makes sure a group-commit task exists (see `group_commit.rs`), which writes the
 //!    dirty bytes and fdatasyncs them, batching every append that arrives meanwhile.
 //! 3. The commit advances the written / durable offsets and wakes `wait_durable` and
-//!    `wait_for_data` waiters.
+//!    `wait_for_data_any` waiters.
 //!
 //! Read path: offsets at or above the tail's first batch are served from memory; older ones by
 //! aligned DMA reads located through the sparse offset index. Compaction leaves offset gaps
@@ -470,11 +470,17 @@ impl PartitionLog {
         }
     }
 
-    /// Resolve when `high_watermark() > offset`.
-    pub async fn wait_for_data(&self, offset: i64) {
-        self.data_waiters
-            .wait_until(|| self.high_watermark() > offset)
-            .await
+    /// Resolve when any of the logs has `high_watermark() > offset`: a fetch's long-poll over its partitions on
+    /// this shard, one future for all of them.
+    pub async fn wait_for_data_any(waits: &[(Rc<PartitionLog>, i64)]) {
+        let conds = waits
+            .iter()
+            .map(|(log, offset)| {
+                let log: &PartitionLog = log;
+                (&log.data_waiters, move || log.high_watermark() > *offset)
+            })
+            .collect();
+        WaitList::wait_until_any(conds).await
     }
 
     /// Bytes of record batches on disk and in memory, over all segments (DescribeLogDirs).

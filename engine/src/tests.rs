@@ -488,35 +488,40 @@ fn sequential_disk_reads_are_served_by_read_ahead() {
 }
 
 #[test]
-fn wait_for_data_is_woken_by_append() {
+fn wait_for_data_any_is_woken_by_an_append_to_any_log() {
     run(|| async {
-        let dir = temp_dir();
-        let log = PartitionLog::open(dir.path(), LogConfig::default())
+        let (dir_a, dir_b) = (temp_dir(), temp_dir());
+        let a = PartitionLog::open(dir_a.path(), LogConfig::default())
+            .await
+            .unwrap();
+        let b = PartitionLog::open(dir_b.path(), LogConfig::default())
             .await
             .unwrap();
         let waiter = {
-            let log = log.clone();
+            let waits = vec![(a.clone(), 0), (b.clone(), 0)];
             glommio::spawn_local(async move {
-                log.wait_for_data(0).await;
-                log.read(0, 1 << 20).await.unwrap().records.len()
+                PartitionLog::wait_for_data_any(&waits).await;
+                (waits[0].0.high_watermark(), waits[1].0.high_watermark())
             })
         };
         glommio::yield_if_needed().await;
         glommio::timer::sleep(Duration::from_millis(5)).await;
-        assert_eq!(log.high_watermark(), 0);
-        let b = build_batch(3, 50, 1);
-        log.append_slice(&b, 0, 0).unwrap();
-        assert_eq!(timeout(waiter).await, b.len());
-        // A dropped waiter leaves no trace (bounded wait list).
+        assert_eq!((a.high_watermark(), b.high_watermark()), (0, 0));
+        let batch = build_batch(3, 50, 1);
+        b.append_slice(&batch, 0, 0).unwrap();
+        assert_eq!(timeout(waiter).await, (0, 3), "woken by the second log");
+        // Already past the offset: resolves at once. A dropped waiter leaves no trace (bounded wait lists).
+        PartitionLog::wait_for_data_any(&[(a.clone(), 0), (b.clone(), 2)]).await;
         let gone = futures_lite::future::or(
             async {
-                log.wait_for_data(10).await;
+                PartitionLog::wait_for_data_any(&[(a.clone(), 10), (b.clone(), 10)]).await;
                 true
             },
             async { false },
         );
         assert!(!gone.await);
-        log.close().await.unwrap();
+        a.close().await.unwrap();
+        b.close().await.unwrap();
     });
 }
 

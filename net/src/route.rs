@@ -200,16 +200,12 @@ async fn wait_local(
             Err(_) => return,
         }
     }
-    let waits: Vec<LocalBoxFuture<'_, ()>> = logs
-        .iter()
-        .map(|(log, offset)| log.wait_for_data(*offset).boxed_local())
-        .collect();
-    if waits.is_empty() {
+    if logs.is_empty() {
         return;
     }
     // Expiry is the normal end of an idle long-poll, not an error.
     let _ = glommio::timer::timeout(max_wait, async {
-        select_all(waits).await;
+        PartitionLog::wait_for_data_any(&logs).await;
         Ok(())
     })
     .await;
