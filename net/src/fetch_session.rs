@@ -10,10 +10,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use foldhash::HashMapExt;
 use std::time::Instant;
 
+use foldhash::HashMapExt;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::TopicName;
 

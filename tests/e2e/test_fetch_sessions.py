@@ -57,10 +57,20 @@ def test_a_session_answers_only_what_changed(pinlog):
         after = c.fetch(topic, {}, session_id=session, session_epoch=4)
         assert list(after["partitions"]) == [5], after["partitions"].keys()
 
+        # Named again after the forget, partition 3 rejoins at the position given; partition 5, moved past its
+        # record, has no news.
+        back = c.fetch(topic, {3: (2, MAX), 5: (2, MAX)}, session_id=session, session_epoch=5)
+        assert list(back["partitions"]) == [3], back["partitions"].keys()
+        batch = kafka_wire.parse_batches(back["partitions"][3]["records"])
+        assert [r.value for b in batch for r in b.records] == [b"third-3"]
+        produce_one(c, topic, 5, b"third-5")
+        later = c.fetch(topic, {3: (3, MAX)}, session_id=session, session_epoch=6)
+        assert list(later["partitions"]) == [5], later["partitions"].keys()
+
         # Epoch -1 closes the session and answers in full, outside any session.
         closed = c.fetch(topic, {p: (0, MAX) for p in range(2)}, session_id=session, session_epoch=-1)
         assert closed["session_id"] == 0 and sorted(closed["partitions"]) == [0, 1]
-        gone = c.fetch(topic, {}, session_id=session, session_epoch=5)
+        gone = c.fetch(topic, {}, session_id=session, session_epoch=7)
         assert gone["error_code"] == FETCH_SESSION_ID_NOT_FOUND, gone
 
 
