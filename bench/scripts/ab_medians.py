@@ -19,6 +19,7 @@ FIGURES = [
     ("librdkafka queue p99 ms", ("librdkafka", "queue_p99_ms", "median_ms")),
     ("e2e p99 ms", ("e2e_latency_ms", "p99")),
     ("disk alone p99", ("disk_floor", "latency_ms", "p99")),
+    ("protocol floor p99", ("protocol_floor", "publish_latency_ms", "p99")),
     ("server cores", ("cpu", "server_cores")),
     ("client cores", ("cpu", "client_cores")),
     # Something else sharing the machine in a round makes it no comparison.

@@ -60,7 +60,7 @@ PY
 deleter=$!
 "$bench_bin" run --workload bench/workloads/tail-latency-half-max.toml --reference "$out/fill.json" \
     --bootstrap "127.0.0.1:$port" --driver native --server-pid "$BROKER_PID" \
-    ${BROKER_METRICS:+--server-metrics "$BROKER_METRICS"} --duration-s 20 --warmup-s 2 --no-disk-floor \
+    ${BROKER_METRICS:+--server-metrics "$BROKER_METRICS"} --duration-s 20 --warmup-s 2 --no-disk-floor --no-protocol-floor \
     --data-dir "$data_dir" --out "$out/tail.json" > "$out/tail.txt" 2>&1
 wait "$deleter"
 python3 - "$out/tail.json" <<'PY'

@@ -28,7 +28,7 @@ trap 'stop_broker' EXIT
 # and the native driver's has each Produce request's round trip (validate checks it against the publish latency), the
 # rdkafka driver's librdkafka's own round trip windows.
 # Every run has the machine's CPU (validate checks it holds the client's), and the broker's memory where its pid is
-# known.
+# known; a paced acks=all run has both latency floors.
 server_figures_present() {
     python3 - "$1" <<'PY'
 import json, sys
@@ -44,6 +44,9 @@ if any(r["cpu"].get(k) is None for k in ("machine_cores", "other_process_cores",
     sys.exit(f"{sys.argv[1]}: cpu lacks machine_cores, other_process_cores or steal_cores")
 if r["broker"].get("server_pid") and not (r.get("server_memory") or {}).get("peak_rss_bytes"):
     sys.exit(f"{sys.argv[1]}: the broker's pid is known but server_memory has no peak_rss_bytes")
+# Where the disk floor ran (paced acks=all), the protocol floor ran too, with the same driver against the null broker.
+if r.get("disk_floor") and not (r.get("protocol_floor") or {}).get("publish_latency_ms", {}).get("count"):
+    sys.exit(f"{sys.argv[1]}: a run with a disk floor has no protocol_floor with publishes")
 PY
 }
 

@@ -60,6 +60,9 @@ const METRICS: &[Metric] = &[
             .filter(|f| f.latency_ms.p99 > 0.0)
             .map(|f| r.publish_latency_ms.p99 / f.latency_ms.p99)
     }),
+    ("protocol floor publish p99 ms (same rate)", |r| {
+        r.protocol_floor.as_ref().map(|f| f.publish_latency_ms.p99)
+    }),
 ];
 
 fn cell(v: Option<f64>) -> String {

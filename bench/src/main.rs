@@ -11,7 +11,7 @@ use pinlog_bench::limits::{self, Limits};
 use pinlog_bench::result::BenchResult;
 use pinlog_bench::runner::{self, RunOptions};
 use pinlog_bench::workload::Workload;
-use pinlog_bench::{compare, disk_floor, plot, report};
+use pinlog_bench::{compare, disk_floor, null_broker, plot, report};
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +67,12 @@ enum Cmd {
     },
     /// Check result files are valid and complete (what the smoke test asserts; speed is not judged).
     Validate { files: Vec<PathBuf> },
+    /// A Kafka endpoint that stores nothing and answers every Produce at once: the floor of a publish without a
+    /// broker's work, for producer-only workloads (runs until killed).
+    NullBroker {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(clap::Args)]
@@ -121,6 +127,10 @@ struct RunArgs {
     /// Skip the disk's latency floor that paced acks=all workloads measure before the run.
     #[arg(long)]
     no_disk_floor: bool,
+    /// Skip the protocol's latency floor (the producers against an in-process broker that stores nothing) that paced
+    /// acks=all workloads measure before the run.
+    #[arg(long)]
+    no_protocol_floor: bool,
     /// Measure the whole window even where the data dir's free space may not hold what the broker writes (a broker
     /// whose data lives elsewhere); without it the window is cut to fit.
     #[arg(long)]
@@ -159,6 +169,11 @@ fn run(args: RunArgs) -> Result<bool, BenchError> {
     } else {
         runner::measure_disk_floor(&workload, reference.as_ref(), &args.data_dir)
     };
+    let protocol_floor = if args.no_protocol_floor {
+        None
+    } else {
+        runner::measure_protocol_floor(&workload, reference.as_ref(), args.driver, &limits)
+    };
     let opts = RunOptions {
         workload,
         bootstrap: args.bootstrap,
@@ -169,6 +184,7 @@ fn run(args: RunArgs) -> Result<bool, BenchError> {
         limits,
         reference,
         disk_floor,
+        protocol_floor,
         progress: !args.quiet,
     };
     let result = runner::run(&opts)?;
@@ -202,6 +218,18 @@ fn floor(
         "{}",
         serde_json::to_string_pretty(&f).expect("floor serializes")
     );
+    Ok(true)
+}
+
+fn null_broker(listen: std::net::SocketAddr) -> Result<bool, BenchError> {
+    let io = |what: &str| {
+        let what = format!("null-broker {what} {listen}");
+        move |source| BenchError::Io { what, source }
+    };
+    let listener = std::net::TcpListener::bind(listen).map_err(io("binding"))?;
+    let advertised = listener.local_addr().map_err(io("binding"))?;
+    eprintln!("null-broker: listening on {advertised}; it stores nothing");
+    null_broker::serve(listener, advertised).map_err(io("accepting on"))?;
     Ok(true)
 }
 
@@ -252,6 +280,7 @@ fn main() -> ExitCode {
             }
             Ok(ok && problems.is_empty())
         }),
+        Cmd::NullBroker { listen } => null_broker(listen),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

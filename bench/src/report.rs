@@ -188,6 +188,19 @@ pub fn summary(r: &BenchResult) -> String {
             f.write_bytes_mean / 1e3
         );
     }
+    if let Some(f) = &r.protocol_floor {
+        let l = &f.publish_latency_ms;
+        let rtt = f
+            .request_rtt_ms
+            .map(|rtt| format!(", request round trip p99 {:.2} ms", rtt.p99))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "protocol floor at {:.1} MB/s (these producers against a broker that stores nothing, no disk): publish \
+             p50 {:.2} p99 {:.2} p99.9 {:.2} ms{rtt}",
+            f.rate_mb_s, l.p50, l.p99, l.p999
+        );
+    }
     for g in &r.goals {
         let _ = write!(
             out,
@@ -225,10 +238,12 @@ pub fn summary(r: &BenchResult) -> String {
             } else {
                 "misses it in this run"
             };
-            let _ = write!(
-                out,
-                " (network alone: {network:.3}, one loopback TCP stream at iperf3's speed, {verdict})"
-            );
+            let how = if g.name == GOAL_CATCHUP {
+                "one loopback TCP stream at iperf3's speed"
+            } else {
+                "the protocol floor: a broker that stores nothing"
+            };
+            let _ = write!(out, " (network alone: {network:.3}, {how}, {verdict})");
         }
         let _ = writeln!(out);
     }

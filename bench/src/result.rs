@@ -11,6 +11,7 @@ use crate::disk_floor::DiskFloor;
 use crate::error::BenchError;
 use crate::limits::Limits;
 use crate::machine::Machine;
+use crate::protocol_floor::ProtocolFloor;
 use crate::stats::{CurvePoint, Percentiles};
 use crate::workload::Workload;
 
@@ -70,6 +71,10 @@ pub struct BenchResult {
     /// The disk's own latency floor at the offered rate (paced acks=all workloads; see `disk_floor.rs`).
     #[serde(default)]
     pub disk_floor: Option<DiskFloor>,
+    /// The protocol's latency floor at the offered rate: the producers against a broker that stores nothing (paced
+    /// acks=all workloads; see `protocol_floor.rs`). Absent in files written before 2026-12-07.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_floor: Option<ProtocolFloor>,
     pub goals: Vec<Goal>,
     /// First error of each thread that saw one.
     pub errors: Vec<String>,
@@ -181,8 +186,10 @@ pub struct Goal {
     /// machine for a broker that writes and reads the disk the way pinlog does.
     #[serde(default)]
     pub disk_alone: Option<f64>,
-    /// The same figure for one loopback TCP stream at iperf3's speed (`limits.iperf3_loopback_gbit_s`), where it
-    /// bounds the goal: a catch-up served from memory still crosses one connection.
+    /// The same figure for the network path alone, where it bounds the goal. For the catch-up goal, one loopback TCP
+    /// stream at iperf3's speed (`limits.iperf3_loopback_gbit_s`): a catch-up served from memory still crosses one
+    /// connection. For the latency goal, the protocol floor's publish p99 (`protocol_floor`): this client and the
+    /// loopback with a broker that stores nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_alone: Option<f64>,
     /// What the value is measured against, where a goal has a choice (the catch-up goal: this run's fill or the
@@ -313,6 +320,13 @@ impl BenchResult {
             .is_some_and(|f| f.latency_ms.count == 0 || f.commits == 0)
         {
             problems.push("disk_floor measured no commit".into());
+        }
+        if self
+            .protocol_floor
+            .as_ref()
+            .is_some_and(|f| f.publish_latency_ms.count == 0)
+        {
+            problems.push("protocol_floor measured no publish".into());
         }
         if w.fill.bytes > 0 && self.fill.is_none_or(|f| f.records == 0) {
             problems.push("fill phase wrote nothing".into());
@@ -524,6 +538,7 @@ count = 1
             .collect(),
         produce_to_disk_ratio: Some(0.1024),
         disk_floor: None,
+        protocol_floor: None,
         goals: vec![Goal::at_least(
             "produce_to_disk_ratio",
             0.1024,

@@ -24,6 +24,7 @@ use crate::machine::Machine;
 use crate::memory;
 use crate::native::admin::{self, TopicLayout};
 use crate::payload::now_micros;
+use crate::protocol_floor::{self, ProtocolFloor};
 use crate::report;
 use crate::result::{
     BenchResult, Broker, Cpu, Goal, Second, ServerMemory, Throughput, GOAL_CATCHUP,
@@ -57,6 +58,8 @@ pub struct RunOptions {
     pub reference: Option<BenchResult>,
     /// The disk's latency floor at this workload's offered rate, measured before the run (see [`disk_floor`]).
     pub disk_floor: Option<DiskFloor>,
+    /// The protocol's latency floor at the same rate: a broker that stores nothing (see [`protocol_floor`]).
+    pub protocol_floor: Option<ProtocolFloor>,
     /// Print the progress line.
     pub progress: bool,
 }
@@ -196,11 +199,7 @@ pub fn measure_disk_floor(
     data_dir: &Path,
 ) -> Option<DiskFloor> {
     let rate = offered_rate(workload, reference);
-    let paced_acks_all = rate > 0
-        && workload.producer.count > 0
-        && workload.producer.acks == Acks::All
-        && workload.fill.bytes == 0;
-    if !paced_acks_all {
+    if !judged_against_floors(workload, rate) {
         return None;
     }
     let record_bytes = workload.records.size.mean_bytes();
@@ -217,6 +216,41 @@ pub fn measure_disk_floor(
         Ok(floor) => Some(floor),
         Err(e) => {
             eprintln!("disk floor left out: {e}");
+            None
+        }
+    }
+}
+
+/// Whether the run's latency is judged against the floors: paced acks=all producers, no fill.
+fn judged_against_floors(workload: &Workload, rate: u64) -> bool {
+    rate > 0
+        && workload.producer.count > 0
+        && workload.producer.acks == Acks::All
+        && workload.fill.bytes == 0
+}
+
+/// Measures the protocol's latency floor where the disk's is measured, with the run's driver (see
+/// [`protocol_floor`]). A failure is printed and leaves the floor out; it never stops the run.
+pub fn measure_protocol_floor(
+    workload: &Workload,
+    reference: Option<&BenchResult>,
+    driver: DriverKind,
+    limits: &Limits,
+) -> Option<ProtocolFloor> {
+    let rate = offered_rate(workload, reference);
+    if !judged_against_floors(workload, rate) {
+        return None;
+    }
+    eprintln!(
+        "protocol floor: the producers alone at {rate} records/s for {} s (+{} s warm-up) against a broker that stores \
+         nothing",
+        workload.duration_s.clamp(1, protocol_floor::SECONDS_MAX),
+        protocol_floor::WARMUP_S
+    );
+    match protocol_floor::measure(workload, rate, driver, limits) {
+        Ok(floor) => Some(floor),
+        Err(e) => {
+            eprintln!("protocol floor left out: {e}");
             None
         }
     }
@@ -703,6 +737,10 @@ fn build_result(
             .as_ref()
             .filter(|f| f.latency_ms.count > 0)
             .map(|f| f.latency_ms.p99 / sync_p99.max(1e-6));
+        goal.network_alone = opts
+            .protocol_floor
+            .as_ref()
+            .map(|f| f.publish_latency_ms.p99 / sync_p99.max(1e-6));
         goals.push(goal);
     }
     if let Some(f) = fill.filter(|f| f.mb_s > 0.0) {
@@ -769,6 +807,7 @@ fn build_result(
         series,
         produce_to_disk_ratio,
         disk_floor: opts.disk_floor.clone(),
+        protocol_floor: opts.protocol_floor.clone(),
         goals,
         errors,
     }
@@ -909,6 +948,7 @@ mod tests {
             },
             reference: None,
             disk_floor: None,
+            protocol_floor: None,
             progress: false,
         }
     }

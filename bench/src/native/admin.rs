@@ -20,7 +20,7 @@ pub const TOPIC_READY_TIMEOUT_S: u64 = 60;
 /// Pause between metadata polls while waiting for leaders (a client-side wait for a one-off event, bounded above).
 const TOPIC_READY_POLL_MS: u64 = 100;
 /// Kafka error codes the admin path tolerates.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 const LEADER_NOT_AVAILABLE: i16 = 5;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// ListOffsets timestamps meaning "log end" and "log start".
