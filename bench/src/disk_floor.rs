@@ -35,7 +35,7 @@ const BLOCK: u64 = 4096;
 /// Largest single commit write (pinlog's group commit caps its writes at 4 MiB too).
 pub const COMMIT_BYTES_MAX: u64 = 4 << 20;
 /// Size of each fallocated file; the writer rolls to a fresh one (and deletes the old) when one is full.
-const FILE_BYTES: u64 = 1 << 30;
+pub const FILE_BYTES: u64 = 1 << 30;
 /// Seconds run before latencies count (file creation, first allocation).
 pub const WARMUP_S: f64 = 1.0;
 /// Longest measured window; the floor's tail settles well within it.
@@ -253,14 +253,66 @@ impl Target {
                 reason: "the file preparer stopped".into(),
             })??;
         }
+        let written = self.write(bytes, buffer)?;
+        self.sync()?;
+        Ok(written)
+    }
+
+    /// Writes `bytes` more logical bytes, rewriting the partial last block; returns the bytes written to the device.
+    fn write(&mut self, bytes: u64, buffer: &[u8]) -> Result<u64, BenchError> {
         let from = self.pos / BLOCK * BLOCK;
         let to = (self.pos + bytes).div_ceil(BLOCK) * BLOCK;
         let len = (to - from) as usize;
-        let io = |e| BenchError::io("disk floor write + fdatasync", e);
-        self.file.write_all_at(&buffer[..len], from).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        self.file
+            .write_all_at(&buffer[..len], from)
+            .map_err(|e| BenchError::io("disk floor write", e))?;
         self.pos += bytes;
         Ok(len as u64)
+    }
+
+    fn sync(&self) -> Result<(), BenchError> {
+        self.file
+            .sync_data()
+            .map_err(|e| BenchError::io("disk floor fdatasync", e))
+    }
+}
+
+/// One file written in full beforehand that a server writes over from its start again and again, a group commit at a
+/// time: write (O_DIRECT, in pieces of at most [`COMMIT_BYTES_MAX`]), then one fdatasync. It writes the way the floor
+/// does with [`Files::Prewritten`]; the bytes are the floor's filler, not the records (`pinlog-bench null-broker
+/// --sync-dir`).
+pub struct OverwrittenLog {
+    target: Target,
+    raw: Vec<u8>,
+}
+
+impl OverwrittenLog {
+    /// Creates and writes a file of `capacity` bytes (a whole number of [`COMMIT_BYTES_MAX`]) in `dir`: about a
+    /// second per GB on a fast disk.
+    pub fn create(dir: &Path, capacity: u64) -> Result<OverwrittenLog, BenchError> {
+        assert!(
+            capacity >= COMMIT_BYTES_MAX && capacity.is_multiple_of(COMMIT_BYTES_MAX),
+            "the log holds whole commit buffers"
+        );
+        let raw = aligned_buffer();
+        let target = Target::create_prewritten(dir, 0, capacity, aligned(&raw))?;
+        Ok(OverwrittenLog { target, raw })
+    }
+
+    /// Makes `bytes` more bytes durable: writes them after the last commit's (from the start again where they would
+    /// pass the end), then fdatasyncs.
+    pub fn commit(&mut self, bytes: u64) -> Result<(), BenchError> {
+        let buffer = aligned(&self.raw);
+        let mut left = bytes;
+        while left > 0 {
+            let piece = left.min(COMMIT_BYTES_MAX - BLOCK);
+            if self.target.pos + piece > self.target.capacity {
+                self.target.pos = 0;
+            }
+            self.target.write(piece, buffer)?;
+            left -= piece;
+        }
+        self.target.sync()
     }
 }
 
@@ -410,6 +462,28 @@ fn commit_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A commit lands after the last one; one that would pass the end starts over at the file's start; one larger
+    /// than a commit buffer goes in pieces.
+    #[test]
+    fn the_overwritten_log_wraps_and_writes_large_commits_in_pieces() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tempdir on disk");
+        let capacity = 4 * COMMIT_BYTES_MAX;
+        let mut log = OverwrittenLog::create(dir.path(), capacity).expect("log");
+        let len = std::fs::metadata(file_path(dir.path(), 0))
+            .expect("file")
+            .len();
+        assert_eq!(len, capacity, "written in full beforehand");
+        log.commit(1000).expect("commit");
+        log.commit(3000).expect("commit");
+        assert_eq!(log.target.pos, 4000);
+        log.commit(3 * COMMIT_BYTES_MAX)
+            .expect("a commit of pieces");
+        assert_eq!(log.target.pos, 4000 + 3 * COMMIT_BYTES_MAX);
+        // Its first piece (a buffer less a block) still fits before the end; the last block's worth starts over.
+        log.commit(COMMIT_BYTES_MAX).expect("wraps");
+        assert_eq!(log.target.pos, BLOCK);
+    }
 
     #[test]
     fn a_slow_rate_commits_every_record_on_its_own_and_counts_each_once() {

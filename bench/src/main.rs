@@ -72,6 +72,10 @@ enum Cmd {
     NullBroker {
         #[arg(long, default_value = "127.0.0.1:9092")]
         listen: std::net::SocketAddr,
+        /// Acknowledge produce only once its bytes are written and fdatasynced over a 1 GiB file written in this
+        /// directory beforehand (never tmpfs): the floor of a durable broker.
+        #[arg(long)]
+        sync_dir: Option<PathBuf>,
     },
 }
 
@@ -221,15 +225,32 @@ fn floor(
     Ok(true)
 }
 
-fn null_broker(listen: std::net::SocketAddr) -> Result<bool, BenchError> {
+fn null_broker(listen: std::net::SocketAddr, sync_dir: Option<&Path>) -> Result<bool, BenchError> {
     let io = |what: &str| {
         let what = format!("null-broker {what} {listen}");
         move |source| BenchError::Io { what, source }
     };
+    let log = match sync_dir {
+        None => None,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| BenchError::io(format!("create {}", dir.display()), e))?;
+            Some(disk_floor::OverwrittenLog::create(
+                dir,
+                disk_floor::FILE_BYTES,
+            )?)
+        }
+    };
     let listener = std::net::TcpListener::bind(listen).map_err(io("binding"))?;
     let advertised = listener.local_addr().map_err(io("binding"))?;
-    eprintln!("null-broker: listening on {advertised}; it stores nothing");
-    null_broker::serve(listener, advertised).map_err(io("accepting on"))?;
+    match sync_dir {
+        None => eprintln!("null-broker: listening on {advertised}; it stores nothing"),
+        Some(dir) => eprintln!(
+            "null-broker: listening on {advertised}; produce is acknowledged once written and fdatasynced in {}",
+            dir.display()
+        ),
+    }
+    null_broker::serve(listener, advertised, log).map_err(io("accepting on"))?;
     Ok(true)
 }
 
@@ -280,7 +301,7 @@ fn main() -> ExitCode {
             }
             Ok(ok && problems.is_empty())
         }),
-        Cmd::NullBroker { listen } => null_broker(listen),
+        Cmd::NullBroker { listen, sync_dir } => null_broker(listen, sync_dir.as_deref()),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

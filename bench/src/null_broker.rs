@@ -7,11 +7,18 @@
 //! real broker adds to that is its own. Fetch and every other API are not spoken (ApiVersions does not list them),
 //! so a workload with consumers fails at its first Fetch with the client's "does not speak Fetch".
 //!
-//! One thread per connection, blocking I/O: the leanest server for a handful of connections.
+//! With `--sync-dir` it is durable in the leanest way there is: a connection reads every request already on its
+//! socket, writes the batches' bytes over a file written beforehand and fdatasyncs once (the disk floor's writer,
+//! [`OverwrittenLog`]), then answers them all. That is the floor of any broker that acknowledges only what is on the
+//! disk: the client, the loopback and the disk together.
+//!
+//! One thread per connection, blocking I/O: the leanest server for a handful of connections. Answers go out once the
+//! requests already readable have been read, in one write.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -31,6 +38,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use pinlog_net::codes;
 
+use crate::disk_floor::OverwrittenLog;
+
 /// The node id it gives itself.
 const NODE_ID: i32 = 0;
 
@@ -47,6 +56,8 @@ const REQUEST_BYTES_MAX: usize = 100 << 20;
 
 /// Size prefixes and small requests are read through a buffer this large; a large body is read past it.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Answers held back while more requests are readable go out once they reach this many bytes.
+const ANSWERS_HELD_BYTES_MAX: usize = 1 << 20;
 
 /// Bytes before a record batch's `lastOffsetDelta` (baseOffset 8, batchLength 4, leaderEpoch 4, magic 1, crc 4,
 /// attributes 2), and the bytes a batch's length does not count (baseOffset, batchLength).
@@ -66,10 +77,19 @@ impl Topics {
     }
 }
 
+/// Where a durable null broker's connections write: one log, one commit at a time.
+type SharedLog = Option<Arc<Mutex<OverwrittenLog>>>;
+
 /// Accepts connections on `listener` until it fails, each served on a thread of its own; `advertised` is the
-/// address Metadata gives clients. Runs until the process ends (`pinlog-bench null-broker`).
-pub fn serve(listener: TcpListener, advertised: SocketAddr) -> io::Result<()> {
-    accept_until(listener, advertised, &AtomicBool::new(false))
+/// address Metadata gives clients; with a `log`, produce is acknowledged once it is durable there. Runs until the
+/// process ends (`pinlog-bench null-broker`).
+pub fn serve(
+    listener: TcpListener,
+    advertised: SocketAddr,
+    log: Option<OverwrittenLog>,
+) -> io::Result<()> {
+    let log = log.map(|log| Arc::new(Mutex::new(log)));
+    accept_until(listener, advertised, &AtomicBool::new(false), log)
 }
 
 /// A null broker on a loopback port of this process, for a measurement's length: dropping it stops the accepting
@@ -81,7 +101,8 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    pub fn start() -> io::Result<InProcess> {
+    /// Starts one that stores nothing, or with a `log`, one that acknowledges produce once it is durable there.
+    pub fn start(log: Option<OverwrittenLog>) -> io::Result<InProcess> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -89,7 +110,10 @@ impl InProcess {
             let stop = Arc::clone(&stop);
             thread::Builder::new()
                 .name("null-broker".into())
-                .spawn(move || accept_until(listener, addr, &stop))?
+                .spawn(move || {
+                    let log = log.map(|log| Arc::new(Mutex::new(log)));
+                    accept_until(listener, addr, &stop, log)
+                })?
         };
         Ok(InProcess {
             addr,
@@ -119,6 +143,7 @@ fn accept_until(
     listener: TcpListener,
     advertised: SocketAddr,
     stop: &AtomicBool,
+    log: SharedLog,
 ) -> io::Result<()> {
     let topics = Arc::new(Topics::default());
     loop {
@@ -126,11 +151,11 @@ fn accept_until(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let topics = Arc::clone(&topics);
+        let (topics, log) = (Arc::clone(&topics), log.clone());
         thread::Builder::new()
             .name("null-broker-conn".into())
             .spawn(move || {
-                if let Err(err) = serve_connection(stream, advertised, &topics) {
+                if let Err(err) = serve_connection(stream, advertised, &topics, log.as_deref()) {
                     eprintln!("null-broker: connection from {peer} ended: {err}");
                 }
             })?;
@@ -138,14 +163,26 @@ fn accept_until(
 }
 
 /// Answers one connection's requests in order until the client closes it.
-fn serve_connection(stream: TcpStream, advertised: SocketAddr, topics: &Topics) -> io::Result<()> {
+fn serve_connection(
+    stream: TcpStream,
+    advertised: SocketAddr,
+    topics: &Topics,
+    log: Option<&Mutex<OverwrittenLog>>,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    let fd = stream.as_raw_fd();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone()?);
     let mut writer = stream;
     let mut out = BytesMut::new();
+    let mut held = Held::default();
     loop {
+        if held.answers.len() >= ANSWERS_HELD_BYTES_MAX
+            || (reader.buffer().is_empty() && !readable(fd))
+        {
+            held.release(&mut writer, log)?;
+        }
         let Some(mut frame) = read_frame(&mut reader)? else {
-            return Ok(());
+            return held.release(&mut writer, log);
         };
         let header_version = request_header_version(&frame)?;
         let header = RequestHeader::decode(&mut frame, header_version).map_err(invalid)?;
@@ -170,6 +207,13 @@ fn serve_connection(stream: TcpStream, advertised: SocketAddr, topics: &Topics) 
             }
             Ok(ApiKey::Produce) => {
                 let request = ProduceRequest::decode(&mut frame, version).map_err(invalid)?;
+                held.batch_bytes += request
+                    .topic_data
+                    .iter()
+                    .flat_map(|t| &t.partition_data)
+                    .filter_map(|p| p.records.as_ref())
+                    .map(|records| records.len() as u64)
+                    .sum::<u64>();
                 if request.acks == 0 {
                     continue;
                 }
@@ -183,8 +227,52 @@ fn serve_connection(stream: TcpStream, advertised: SocketAddr, topics: &Topics) 
         }
         let size = (out.len() - 4) as i32;
         out[..4].copy_from_slice(&size.to_be_bytes());
-        writer.write_all(&out)?;
+        held.answers.extend_from_slice(&out);
     }
+}
+
+/// What a connection holds until the requests readable now have been read: their answers, and the batch bytes the
+/// answers wait on.
+#[derive(Default)]
+struct Held {
+    answers: BytesMut,
+    batch_bytes: u64,
+}
+
+impl Held {
+    /// Makes the batches durable (with a log), then sends the answers.
+    fn release(
+        &mut self,
+        writer: &mut TcpStream,
+        log: Option<&Mutex<OverwrittenLog>>,
+    ) -> io::Result<()> {
+        if let Some(log) = log.filter(|_| self.batch_bytes > 0) {
+            // Another connection's thread that panicked mid-commit left nothing half-acknowledged.
+            let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            log.commit(self.batch_bytes).map_err(io::Error::other)?;
+        }
+        self.batch_bytes = 0;
+        if !self.answers.is_empty() {
+            writer.write_all(&self.answers)?;
+            self.answers.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Whether the socket holds bytes now (a peek that neither waits nor consumes).
+fn readable(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `byte` is valid for a write of 1 byte; MSG_PEEK leaves the data in the socket.
+    let got = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    got > 0
 }
 
 /// The next request frame, or `None` at a clean end of stream.
@@ -401,10 +489,17 @@ mod tests {
     }
 
     /// The native driver's admin creates a topic and finds itself the leader of every partition; each produce is
-    /// answered with the partition's next offset, counted from the batch.
+    /// answered with the partition's next offset, counted from the batch; a durable one answers the same way.
     #[test]
     fn a_topic_is_created_and_produce_is_answered_with_counted_offsets() {
-        let broker = InProcess::start().expect("start");
+        answers_produce_with_counted_offsets(InProcess::start(None).expect("start"));
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tempdir on disk");
+        let log = OverwrittenLog::create(dir.path(), 2 * crate::disk_floor::COMMIT_BYTES_MAX)
+            .expect("log");
+        answers_produce_with_counted_offsets(InProcess::start(Some(log)).expect("start"));
+    }
+
+    fn answers_produce_with_counted_offsets(broker: InProcess) {
         let bootstrap = broker.bootstrap();
         let spec = TopicSpec {
             prefix: "t".into(),

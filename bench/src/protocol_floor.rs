@@ -46,7 +46,7 @@ pub fn measure(
     w.producer.rate_fraction_of_reference = None;
     w.duration_s = w.duration_s.clamp(1, SECONDS_MAX);
     w.warmup_s = WARMUP_S;
-    let broker = null_broker::InProcess::start()
+    let broker = null_broker::InProcess::start(None)
         .map_err(|source| BenchError::io("starting the null broker", source))?;
     let run = runner::run(&RunOptions {
         workload: w,
