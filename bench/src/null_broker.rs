@@ -24,19 +24,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use pinlog_net::codes;
+use pinlog_net::api::api_versions;
+use pinlog_net::{client, codes};
 
 use crate::disk_floor::OverwrittenLog;
 
@@ -191,11 +191,13 @@ fn serve_connection(
         out.put_i32(0);
         match ApiKey::try_from(api) {
             Ok(ApiKey::ApiVersions) if version > APIS[0].2 => {
-                unsupported_api_versions(&mut out, header.correlation_id)
+                // KIP-511: answered in the v0 format, so the client retries at a version spoken here.
+                out.put_i32(header.correlation_id);
+                api_versions::put_unsupported_version_body(&mut out, &APIS)
             }
             Ok(ApiKey::ApiVersions) => {
                 ApiVersionsRequest::decode(&mut frame, version).map_err(invalid)?;
-                respond(&mut out, &header, &api_versions())?
+                respond(&mut out, &header, &api_versions::answer_for(&APIS))?
             }
             Ok(ApiKey::Metadata) => {
                 let request = MetadataRequest::decode(&mut frame, version).map_err(invalid)?;
@@ -290,13 +292,7 @@ fn read_frame(reader: &mut impl Read) -> io::Result<Option<Bytes>> {
     else {
         return Err(invalid(format!("request frame size {size}")));
     };
-    // Into reserved capacity: a produce request is mostly its batch, and zeroing it first would cost a copy's worth.
-    let mut body = Vec::with_capacity(size);
-    let read = reader.take(size as u64).read_to_end(&mut body)?;
-    if read != size {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(Some(Bytes::from(body)))
+    Ok(Some(Bytes::from(client::read_frame_body(reader, size)?)))
 }
 
 /// The request header's version, from the API key and version that open every header.
@@ -321,32 +317,6 @@ fn respond<R: Encodable + HeaderVersion>(
         .encode(out, R::header_version(version))
         .map_err(invalid)?;
     body.encode(out, version).map_err(invalid)
-}
-
-/// KIP-511: an ApiVersions request above the versions spoken is answered in the v0 format with UNSUPPORTED_VERSION
-/// and the ranges, so the client retries at one of them.
-fn unsupported_api_versions(out: &mut BytesMut, correlation_id: i32) {
-    out.put_i32(correlation_id);
-    out.put_i16(codes::UNSUPPORTED_VERSION);
-    out.put_i32(APIS.len() as i32);
-    for (key, min, max) in APIS {
-        out.put_i16(key as i16);
-        out.put_i16(min);
-        out.put_i16(max);
-    }
-}
-
-fn api_versions() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(
-        APIS.iter()
-            .map(|&(key, min, max)| {
-                ApiVersion::default()
-                    .with_api_key(key as i16)
-                    .with_min_version(min)
-                    .with_max_version(max)
-            })
-            .collect(),
-    )
 }
 
 /// Itself as the only broker and the controller; every partition of a named topic led by it.

@@ -423,6 +423,21 @@ impl ConnReader {
     }
 }
 
+/// Reads the `size` bytes of a frame's body (after its size prefix); a stream that ends first is UnexpectedEof.
+/// The bytes go into reserved capacity rather than a zeroed Vec: a Fetch response can be tens of MB, and zeroing it
+/// first took about a quarter of a catch-up consumer's CPU (bench/README.md, "The catch-up's client").
+pub fn read_frame_body(reader: &mut impl Read, size: usize) -> std::io::Result<Vec<u8>> {
+    let mut frame = Vec::with_capacity(size);
+    let read = reader.take(size as u64).read_to_end(&mut frame)?;
+    if read != size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("connection closed after {read} of {size} bytes"),
+        ));
+    }
+    Ok(frame)
+}
+
 /// Reads one frame and decodes its header and body.
 fn read_response<T: Decodable + HeaderVersion>(
     reader: &mut impl Read,
@@ -442,22 +457,8 @@ fn read_response<T: Decodable + HeaderVersion>(
             format!("frame size {size}"),
         ));
     }
-    // Read into reserved capacity rather than a zeroed Vec: a Fetch response can be tens of MB, and zeroing it
-    // first took about a quarter of a catch-up consumer's CPU (bench/README.md, "The catch-up's client").
-    let mut frame = Vec::with_capacity(size as usize);
-    let read = reader
-        .take(size as u64)
-        .read_to_end(&mut frame)
+    let frame = read_frame_body(reader, size as usize)
         .map_err(|e| ClientError::io(format!("reading {api:?} response from {addr}"), e))?;
-    if read != size as usize {
-        return Err(ClientError::io(
-            format!("reading {api:?} response from {addr}"),
-            std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("connection closed after {read} of {size} bytes"),
-            ),
-        ));
-    }
     let mut body = Bytes::from(frame);
     let header = ResponseHeader::decode(&mut body, T::header_version(version))
         .map_err(|e| ClientError::protocol(format!("{api:?} response header"), e))?;
